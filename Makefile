@@ -1,0 +1,45 @@
+# nightshift: every target bootstraps from a fresh clone (uv, .venv, locked dependencies).
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+export NIGHTSHIFT_LOG_LEVEL ?= WARNING
+
+.PHONY: help bootstrap demo test test-fast lint format airflow clean
+
+help:
+	@echo "make demo     synthesise data, run the music_skip DAG for two nights, print what was published"
+	@echo "make test     the test suite (unit, SQL, data, DAG, end to end)"
+	@echo "make lint     ruff check + format check"
+	@echo "make airflow  Airflow standalone UI on http://127.0.0.1:8080 with this repo's DAGs"
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras --python 3.11
+	@touch $@
+
+bootstrap: $(VENV)/.synced
+
+demo: bootstrap
+	$(VENV)/bin/nightshift demo --fresh
+
+test: bootstrap
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: bootstrap
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+airflow: bootstrap
+	eval "$$(PYTHONPATH=plugins $(PY) -m nightshift_airflow.airflow_env --print-env)" && \
+	  PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 \
+	  $(VENV)/bin/airflow standalone
+
+clean:
+	rm -rf lake warehouse .airflow

@@ -1,0 +1,1 @@
+"""nightshift: the ML and data library (no Airflow imports)."""

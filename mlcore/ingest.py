@@ -1,0 +1,241 @@
+"""Load a raw delivery from the lake into ``raw.<source>_<table>``, with lineage and no guessing.
+
+Every file is read by DuckDB against its declared schema (mlcore/sources.py). A line that
+cannot be parsed or cast is not dropped silently: it goes to ``ops.rejected_lines`` with its
+file, line number and reason, and the rest of the file loads. Loading the same delivery again
+replaces what the first load wrote, so re-runs never duplicate rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from mlcore.lake import Lake, raw_prefix
+from mlcore.sources import SourceSpec, TableSpec
+from mlcore.warehouse import ident, table_exists
+
+log = logging.getLogger(__name__)
+
+# Raw lines kept in ops.rejected_lines are cut to this length: enough to see what is wrong,
+# not enough for one hostile line to bloat the warehouse.
+MAX_REJECTED_LINE_CHARS = 2000
+
+
+class IngestError(RuntimeError):
+    """A delivery cannot be loaded at all (missing file, unreadable format)."""
+
+
+@dataclass
+class TableLoad:
+    table: str
+    source_file: str
+    rows: int
+    rejected: int
+    seconds: float
+
+
+@dataclass
+class IngestReport:
+    source: str
+    ds: dt.date
+    tables: dict[str, TableLoad] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "source": self.source,
+            "ds": self.ds.isoformat(),
+            "tables": {
+                t.table: {"rows": t.rows, "rejected": t.rejected, "seconds": round(t.seconds, 2)}
+                for t in self.tables.values()
+            },
+        }
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _json_path(column: str) -> str:
+    # JSON path for a top-level key; keys are our own declared names, quoted for safety.
+    return "$." + _quote(column)
+
+
+def _jsonl_select(spec: TableSpec) -> str:
+    """SQL over ``_lines(line, raw)`` that parses, casts and explains every line.
+
+    DuckDB's own JSON reader would skip or abort on a bad line without saying which one, so
+    lines are read as text (with their ordinal) and each declared key is extracted and cast
+    with try_cast: a value present in the JSON but not castable makes a reject reason.
+    """
+    values, problems = [], []
+    for col, typ in spec.columns.items():
+        path = _json_path(col)
+        is_list = typ.endswith("[]")
+        extracted = f"json_extract(j, '{path}')" if is_list else f"j ->> '{path}'"
+        value = f"case when _valid then try_cast({extracted} as {typ}) end"
+        present = f"coalesce(json_type(j, '{path}') <> 'NULL', false)"
+        values.append(f"{value} as {_quote(col)}")
+        problems.append(
+            f"case when _valid and {present} and {value} is null "
+            f"then '{col}: cannot read ' || left(json_extract(j, '{path}')::varchar, 60) "
+            f"|| ' as {typ}' end"
+        )
+    declared = ", ".join(f"'{c}'" for c in spec.columns)
+    reason = (
+        "case when not _parsed then 'malformed JSON' "
+        "when not _valid then 'not a JSON object' "
+        f"else nullif(concat_ws('; ', {', '.join(problems)}), '') end"
+    )
+    return f"""
+        with parsed as (
+            -- json_* functions raise on malformed text, so only valid lines reach them
+            select line, raw, case when json_valid(raw) then raw end as j
+            from _lines
+            where raw is not null and trim(raw) <> ''
+        ), typed as (
+            select *, j is not null as _parsed,
+                   coalesce(json_type(j) = 'OBJECT', false) as _valid
+            from parsed
+        )
+        select line, raw, {reason} as _reason,
+               {", ".join(values)},
+               case when _valid then list_filter(json_keys(j), lambda k: k not in ({declared}))
+                    end as _extra_keys
+        from typed
+    """
+
+
+def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> None:
+    # The unit separator never appears unescaped in valid JSON, so each line is one field.
+    con.execute(
+        """
+        create or replace temp table _lines as
+        select ordinality as line, raw
+        from read_csv(?, columns = {'raw': 'varchar'}, header = false, delim = e'\\x1f',
+                      quote = '', escape = '', auto_detect = false, strict_mode = false,
+                      null_padding = true)
+        with ordinality
+        """,
+        [str(path)],
+    )
+    con.execute(f"create or replace temp table _parsed as {_jsonl_select(spec)}")
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> None:
+    """Read a CSV as text against the declared column count, then cast column by column.
+
+    Rows with the wrong field count are caught by DuckDB's reject store (with their line);
+    type problems are found by try_cast, as for JSONL.
+    """
+    header_lines = 1 if spec.csv_header else 0
+    cols = "{" + ", ".join(f"'{c}': 'varchar'" for c in spec.columns) + "}"
+    con.execute("drop table if exists _csv_rejects; drop table if exists _csv_scans")
+    con.execute(
+        f"""
+        create or replace temp table _text as
+        select ordinality + {header_lines} as line, *
+        from read_csv(?, columns = {cols}, header = {str(spec.csv_header).lower()},
+                      delim = ?, auto_detect = false, store_rejects = true,
+                      rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')
+        with ordinality
+        """,
+        [str(path), spec.csv_delimiter],
+    )
+    values, problems = [], []
+    for col, typ in spec.columns.items():
+        q = _quote(col)
+        values.append(f"try_cast({q} as {typ}) as {q}")
+        problems.append(
+            f"case when {q} is not null and {q} <> '' and try_cast({q} as {typ}) is null "
+            f"then '{col}: cannot read ' || left({q}, 60) || ' as {typ}' end"
+        )
+    con.execute(
+        f"""
+        create or replace temp table _parsed as
+        select line, concat_ws(',', {", ".join(_quote(c) for c in spec.columns)}) as raw,
+               nullif(concat_ws('; ', {", ".join(problems)}), '') as _reason,
+               {", ".join(values)}, []::varchar[] as _extra_keys
+        from _text
+        union all by name
+        select line, csv_line as raw, error_type || ': ' || error_message as _reason
+        from _csv_rejects
+        """
+    )
+
+
+def ingest_table(
+    con: duckdb.DuckDBPyConnection, lake: Lake, source: SourceSpec, spec: TableSpec, ds, local
+) -> TableLoad:
+    started = time.perf_counter()
+    key = f"{raw_prefix(source.name, ds)}/{spec.file}"
+    path = Path(local) / spec.file
+    if not path.exists():
+        raise IngestError(f"{source.name}: delivery {ds} has no {spec.file} (expected {key})")
+    (_read_jsonl if spec.format == "jsonl" else _read_csv)(con, path, spec)
+
+    table = ident(source.raw_table(spec.name))
+    cols = ", ".join(_quote(c) for c in spec.columns)
+    good = f"""
+        select {cols}, ?::varchar as _source_file, line::bigint as _line,
+               coalesce(_extra_keys, []::varchar[]) as _extra_keys,
+               ?::timestamp as _ingested_at, ?::date as ds
+        from _parsed where _reason is null
+    """
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    params = [key, now, ds]
+    con.execute("begin transaction")
+    try:
+        if not table_exists(con, table):
+            con.execute(f"create table {table} as {good} limit 0", params)
+        if spec.kind == "snapshot":
+            # A snapshot replaces the table: it holds exactly the latest delivery.
+            con.execute(f"delete from {table}")
+        else:
+            con.execute(f"delete from {table} where ds = ?", [ds])
+        con.execute(f"insert into {table} by name {good}", params)
+        con.execute(
+            "delete from ops.rejected_lines where source = ? and table_name = ? and ds = ?",
+            [source.name, spec.name, ds],
+        )
+        con.execute(
+            f"""
+            insert into ops.rejected_lines
+            select ?, ?, ?, ?, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
+            from _parsed where _reason is not null
+            """,
+            [source.name, spec.name, ds, key, now],
+        )
+        rows, rejected = con.execute(
+            "select count(*) filter (where _reason is null), "
+            "count(*) filter (where _reason is not null) from _parsed"
+        ).fetchone()
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.execute("drop table if exists _lines; drop table if exists _parsed")
+        con.execute("drop table if exists _text")
+    seconds = time.perf_counter() - started
+    log.info("ingested %s: %s rows, %s rejected lines, %.1fs", table, rows, rejected, seconds)
+    return TableLoad(spec.name, key, rows, rejected, seconds)
+
+
+def ingest_delivery(
+    con: duckdb.DuckDBPyConnection, lake: Lake, source: SourceSpec, ds: dt.date
+) -> IngestReport:
+    """Load every table of ``source``'s delivery for ``ds``; fail clearly if it is missing."""
+    prefix = raw_prefix(source.name, ds)
+    if not lake.list(prefix):
+        raise IngestError(f"{source.name}: no delivery for {ds} at {lake.url(prefix)}")
+    report = IngestReport(source.name, ds)
+    with lake.local_dir(prefix) as local:
+        for spec in source.tables:
+            report.tables[spec.name] = ingest_table(con, lake, source, spec, ds, local)
+    return report

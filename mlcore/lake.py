@@ -1,0 +1,275 @@
+"""The lake: one interface over a local folder and an S3 bucket (through boto3).
+
+Keys are POSIX-style paths relative to the lake root (``raw/pozytywka/ds=2024-01-31/users.jsonl``).
+Every write is atomic for readers: a local file is written beside its target and renamed into
+place; an S3 object appears whole on PUT. Tasks hand each other keys, never data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mlcore.config import Settings
+
+
+class LakeError(RuntimeError):
+    """A lake operation failed (missing key, unreachable store)."""
+
+
+# ---- layout: the contract between tasks -------------------------------------------------------
+def _ds(ds: dt.date | str) -> str:
+    return ds.isoformat() if isinstance(ds, dt.date) else str(ds)
+
+
+def raw_prefix(source: str, ds: dt.date | str) -> str:
+    return f"raw/{source}/ds={_ds(ds)}"
+
+
+def features_prefix(pipeline: str, ds: dt.date | str) -> str:
+    return f"features/{pipeline}/ds={_ds(ds)}"
+
+
+def predictions_prefix(pipeline: str, ds: dt.date | str) -> str:
+    return f"predictions/{pipeline}/ds={_ds(ds)}"
+
+
+def models_prefix(pipeline: str, version: str | None = None) -> str:
+    return f"models/{pipeline}" + (f"/{version}" if version else "")
+
+
+def outputs_prefix(table: str, ds: dt.date | str) -> str:
+    return f"outputs/{table}/ds={_ds(ds)}"
+
+
+def reports_prefix(*parts: str) -> str:
+    return "/".join(("reports", *parts))
+
+
+class Lake:
+    """Operations every lake offers. ``uri`` names the root (a folder or ``s3://bucket/prefix``)."""
+
+    uri: str
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of the files under ``prefix`` (recursively), sorted."""
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def put_file(self, local: str | Path, key: str) -> None:
+        raise NotImplementedError
+
+    def get_file(self, key: str, local: str | Path) -> None:
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> None:
+        raise NotImplementedError
+
+    def url(self, key: str) -> str:
+        return f"{self.uri}/{key}"
+
+    # -- built from the primitives above ------------------------------------------------------
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    @contextlib.contextmanager
+    def local_dir(self, prefix: str) -> Iterator[Path]:
+        """A local folder holding the files under ``prefix`` (a temporary download for S3)."""
+        with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
+            for key in self.list(prefix):
+                self.get_file(key, Path(tmp) / key[len(prefix) :].lstrip("/"))
+            yield Path(tmp)
+
+    def replace_prefix(self, prefix: str, local: str | Path) -> list[str]:
+        """Make ``prefix`` hold exactly the files of the local folder ``local``.
+
+        New files are written first and stale ones removed last, so a reader never sees the
+        partition empty; a failure part-way leaves the previous files in place.
+        """
+        local = Path(local)
+        keys = []
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            key = f"{prefix}/{path.relative_to(local).as_posix()}"
+            self.put_file(path, key)
+            keys.append(key)
+        for stale in set(self.list(prefix)) - set(keys):
+            self.delete_key(stale)
+        return keys
+
+    def delete_key(self, key: str) -> None:
+        raise NotImplementedError
+
+
+class LocalLake(Lake):
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.uri = str(self.root)
+
+    def path(self, key: str) -> Path:
+        p = (self.root / key).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise LakeError(f"key {key!r} escapes the lake root")
+        return p
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.path(prefix)
+        if base.is_file():
+            return [prefix]
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise LakeError(f"not in the lake: {self.url(key)}") from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    def put_file(self, local: str | Path, key: str) -> None:
+        target = self.path(key)
+        if Path(local).resolve() == target:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        os.close(fd)
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, target)
+
+    def get_file(self, key: str, local: str | Path) -> None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(self.path(key), local)
+        except FileNotFoundError as exc:
+            raise LakeError(f"not in the lake: {self.url(key)}") from exc
+
+    def delete_key(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        p = self.path(prefix)
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def local_dir(self, prefix: str) -> Iterator[Path]:
+        # A local lake is already local: read in place, no copy.
+        yield self.path(prefix)
+
+
+class S3Lake(Lake):
+    def __init__(self, uri: str, client):
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise LakeError(f"no bucket in lake URI {uri!r}")
+        self.bucket, self.prefix, self.client = bucket, prefix.strip("/"), client
+        self.uri = uri.rstrip("/")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise LakeError(f"cannot reach {self.url(key)}: {exc}") from exc
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix).rstrip("/")
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                if k == full or k.startswith(full + "/"):
+                    keys.append(self._rel(k))
+        return sorted(keys)
+
+    def read_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            raise LakeError(f"not in the lake: {self.url(key)} ({exc})") from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, local: str | Path, key: str) -> None:
+        self.client.upload_file(str(local), self.bucket, self._key(key))
+
+    def get_file(self, key: str, local: str | Path) -> None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(local))
+        except ClientError as exc:
+            raise LakeError(f"not in the lake: {self.url(key)} ({exc})") from exc
+
+    def delete_key(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        for key in self.list(prefix):
+            self.delete_key(key)
+
+
+def s3_client(settings: Settings):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=settings.aws_secret_access_key,
+    )
+
+
+def open_lake(settings: Settings) -> Lake:
+    """The lake named by ``settings.lake``: a local folder, or S3 for ``s3://`` URIs."""
+    if settings.lake_is_s3:
+        return S3Lake(settings.lake, s3_client(settings))
+    return LocalLake(settings.lake)

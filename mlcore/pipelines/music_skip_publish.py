@@ -1,0 +1,126 @@
+"""music_skip's published tables: skip scores, A/B assignments and report, the cache plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import duckdb
+import pandas as pd
+
+from mlcore.config import Settings
+from mlcore.lake import Lake, predictions_prefix
+from mlcore.sqlrun import run_sql_dir
+from mlcore.warehouse import table_exists
+
+log = logging.getLogger(__name__)
+
+ARM_MODELS = {"simple": "mlp_simple", "advanced": "mlp_advanced"}
+STORAGE_CLASSES = ("SLOW", "MEDIUM", "FAST")
+# A track earns FAST storage only if it is expected to be played in full at least this often a
+# day: below that, the faster class costs more than the few plays it would speed up.
+FAST_MIN_FULL_PLAYS = 1.0
+MART_SCHEMAS = {
+    "ab_assignments": "ds date, user_id integer, arm varchar, model_name varchar, "
+    "model_version varchar",
+    "skip_scores": "ds date, user_id integer, track_id varchar, p_skip double, "
+    "model_version varchar, arm varchar",
+}
+
+
+def storage_rates(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """Daily cost per millisecond of audio for each storage class, read off today's snapshot.
+
+    In the Pozytywka data a track's daily cost is its duration times its class's rate; the
+    rates are measured rather than hard-coded so a price change flows through.
+    """
+    rows = con.execute(
+        "select storage_class, median(daily_cost / duration_ms) from features.music_skip_tracks "
+        "where duration_ms > 0 and daily_cost is not null group by storage_class"
+    ).fetchall()
+    rates = {cls: rate for cls, rate in rows if cls in STORAGE_CLASSES}
+    missing = [c for c in STORAGE_CLASSES if c not in rates]
+    if missing:
+        raise ValueError(f"cache plan: no track in storage class {missing} to price it from")
+    return rates
+
+
+def plan_cache(demand: pd.DataFrame, rates: dict[str, float], budget: float | None) -> pd.DataFrame:
+    """Assign each track a storage class, the most demanded first, within a daily budget.
+
+    Every track costs at least its SLOW price; the budget left above that buys upgrades in
+    order of expected full plays: FAST for tracks played in full at least FAST_MIN_FULL_PLAYS
+    times a day when it still fits, else MEDIUM when that fits, else SLOW.
+    """
+    plan = demand.copy()
+    plan["expected_full_plays"] = plan["expected_plays"] * plan["p_full"]
+    plan = plan.sort_values(["expected_full_plays", "track_id"], ascending=[False, True])
+    cost = {c: plan["duration_ms"].to_numpy() * rates[c] for c in STORAGE_CLASSES}
+    if budget is None:
+        budget = float(plan["daily_cost"].sum())
+    spare = budget - float(cost["SLOW"].sum())
+    chosen = []
+    for i, full_plays in enumerate(plan["expected_full_plays"].to_numpy()):
+        extra_fast = cost["FAST"][i] - cost["SLOW"][i]
+        extra_medium = cost["MEDIUM"][i] - cost["SLOW"][i]
+        if full_plays >= FAST_MIN_FULL_PLAYS and extra_fast <= spare:
+            chosen.append("FAST")
+            spare -= extra_fast
+        elif full_plays > 0 and extra_medium <= spare:
+            chosen.append("MEDIUM")
+            spare -= extra_medium
+        else:
+            chosen.append("SLOW")
+    plan["recommended_storage_class"] = chosen
+    plan["recommended_daily_cost"] = [
+        cost[c][i] for i, c in enumerate(plan["recommended_storage_class"])
+    ]
+    plan["daily_cost_change"] = plan["recommended_daily_cost"] - plan["daily_cost"]
+    return plan
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    ds: dt.date,
+    settings: Settings,
+    serving: dict[str, str],
+) -> dict[str, str]:
+    """Stage today's rows of every music_skip table; return {table: query} for publish_tables."""
+    missing = [m for m in ARM_MODELS.values() if m not in serving]
+    if missing:
+        raise RuntimeError(f"music_skip: no serving version for {missing}; run the gate first")
+    con.execute("create or replace temp table serving (model_name varchar, model_version varchar)")
+    con.executemany("insert into serving values (?, ?)", list(serving.items()))
+    # The A/B report reads earlier partitions; on the first night there are none yet.
+    for table, columns in MART_SCHEMAS.items():
+        if not table_exists(con, f"marts.{table}"):
+            con.execute(f"create table marts.{table} ({columns})")
+
+    with lake.local_dir(predictions_prefix("music_skip", ds)) as local:
+        scores_path = local / "scores.parquet"
+        if not scores_path.exists():
+            raise RuntimeError(f"music_skip: no scores for {ds}; run the trainer first")
+        run_sql_dir(con, "music_skip/publish", {"ds": ds, "scores_path": str(scores_path)})
+
+    demand = con.execute("select * from publish_track_demand").df()
+    plan = plan_cache(demand, storage_rates(con), settings.cache_budget)
+    plan.insert(0, "ds", ds)
+    con.register("cache_plan_df", plan)
+    con.execute(
+        "create or replace temp table publish_cache_plan as select ds::date as ds, track_id, "
+        "expected_full_plays, p_full, storage_class, recommended_storage_class, daily_cost, "
+        "recommended_daily_cost, daily_cost_change from cache_plan_df"
+    )
+    con.unregister("cache_plan_df")
+    log.info(
+        "cache plan: %s tracks, daily cost change %.4f",
+        len(plan),
+        float(plan["daily_cost_change"].sum()),
+    )
+    return {
+        "skip_scores": "select * from publish_skip_scores",
+        "ab_assignments": "select * from publish_ab_assignments",
+        "cache_plan": "select * from publish_cache_plan",
+        "ab_report": "select * from publish_ab_report",
+    }

@@ -1,0 +1,92 @@
+"""The DuckDB warehouse: schemas raw, staging, features, marts, ops and quarantine.
+
+DuckDB allows one writer per file, so the Airflow tasks that write share a pool of one slot;
+readers (the UI board, `nightshift metrics`) open it read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+SQL_ROOT = Path(__file__).resolve().parent.parent / "sql"
+SCHEMAS = ("raw", "staging", "features", "marts", "ops", "quarantine")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot do what was asked (bad name, locked file, missing table)."""
+
+
+def ident(name: str) -> str:
+    """Check a (schema-qualified) table name before it is written into SQL text.
+
+    Table names cannot be bound as parameters, so they must come from our own code, and this
+    guard turns a hostile or mistyped name into a clear error instead of an injection.
+    """
+    if not _IDENT.match(name):
+        raise WarehouseError(f"not a valid table name: {name!r}")
+    return name
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file, creating it, its schemas and the ops tables when writable."""
+    path = Path(path)
+    if read_only:
+        if not path.exists():
+            raise WarehouseError(f"no warehouse at {path}: run a pipeline first")
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        raise WarehouseError(f"cannot open {path} for writing (another writer?): {exc}") from exc
+    con.execute((SQL_ROOT / "_platform" / "00_schemas_and_ops.sql").read_text())
+    return con
+
+
+@contextlib.contextmanager
+def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator:
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, _, name = ident(table).rpartition(".")
+    row = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema or "main", name],
+    ).fetchone()
+    return bool(row[0])
+
+
+def replace_partition(
+    con: duckdb.DuckDBPyConnection, table: str, ds: dt.date, select_sql: str, params=None
+) -> int:
+    """Replace the ``ds`` partition of ``table`` with the rows of ``select_sql``, atomically.
+
+    The select must produce the table's columns, ``ds`` among them. Delete and insert run in
+    one transaction: readers see yesterday's rows or today's, never a mix, and a failure
+    leaves the partition as it was.
+    """
+    table = ident(table)
+    con.execute("begin transaction")
+    try:
+        if not table_exists(con, table):
+            con.execute(f"create table {table} as select * from ({select_sql}) limit 0", params)
+        con.execute(f"delete from {table} where ds = ?", [ds])
+        con.execute(f"insert into {table} by name select * from ({select_sql})", params)
+        n = con.execute(f"select count(*) from {table} where ds = ?", [ds]).fetchone()[0]
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return n
