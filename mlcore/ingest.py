@@ -234,6 +234,13 @@ def ingest_delivery(
     prefix = raw_prefix(source.name, ds)
     if not lake.list(prefix):
         raise IngestError(f"{source.name}: no delivery for {ds} at {lake.url(prefix)}")
+    present = {key.rsplit("/", 1)[-1] for key in lake.list(prefix)}
+    missing = [t.file for t in source.tables if t.file not in present]
+    if missing:
+        # Checked before anything loads, so a partial delivery changes nothing.
+        raise IngestError(
+            f"{source.name}: delivery {ds} has no {', '.join(missing)} (in {lake.url(prefix)})"
+        )
     report = IngestReport(source.name, ds)
     with lake.local_dir(prefix) as local:
         for spec in source.tables:

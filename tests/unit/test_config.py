@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import pytest
+
+from mlcore.config import ConfigError, load_settings
+
+
+def test_laptop_defaults():
+    s = load_settings({})
+    assert s.lake == "./lake"
+    assert s.warehouse == Path("./warehouse/nightshift.duckdb")
+    assert s.train_backend == "local"
+    assert not s.lake_is_s3
+
+
+def test_environment_overrides_and_secrets_stay_out_of_repr():
+    s = load_settings(
+        {
+            "NIGHTSHIFT_LAKE": "s3://bucket/prefix/",
+            "NIGHTSHIFT_TRAIN_BACKEND": "Kubernetes",
+            "NIGHTSHIFT_S3_ENDPOINT": "http://127.0.0.1:9000",
+            "NIGHTSHIFT_S3_ACCESS_KEY_ID": "AKIA-SECRET-ID",
+            "NIGHTSHIFT_S3_SECRET_ACCESS_KEY": "very-secret",
+            "NIGHTSHIFT_CHAMPION_TOLERANCE": "0.01",
+        }
+    )
+    assert s.lake == "s3://bucket/prefix" and s.lake_is_s3
+    assert s.train_backend == "kubernetes"
+    assert s.champion_tolerance == 0.01
+    assert "very-secret" not in repr(s) and "AKIA-SECRET-ID" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"NIGHTSHIFT_TRAIN_BACKEND": "slurm"}, "TRAIN_BACKEND must be one of"),
+        ({"NIGHTSHIFT_LAKE": "s3:/bucket"}, "s3://bucket/prefix"),
+        ({"NIGHTSHIFT_MAX_BAD_ROW_SHARE": "lots"}, "must be a number"),
+    ],
+)
+def test_bad_values_are_clear_errors(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

@@ -1,0 +1,122 @@
+"""Ingest: declared schemas, lineage, rejected lines with reasons, idempotent reloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from mlcore.ingest import MAX_REJECTED_LINE_CHARS, IngestError, ingest_delivery
+from mlcore.lake import LocalLake
+from mlcore.sources import SourceSpec, TableSpec
+from mlcore.warehouse import connect
+
+DS = dt.date(2024, 1, 31)
+
+EVENTS = TableSpec(
+    "events",
+    "events.jsonl",
+    {"ts": "timestamp", "user_id": "integer", "tags": "varchar[]", "ok": "boolean"},
+    key=("ts", "user_id"),
+    kind="event",
+)
+ITEMS = TableSpec(
+    "items", "items.csv", {"item_id": "varchar", "price": "double", "qty": "integer"},
+    key=("item_id",), format="csv",
+)
+SOURCE = SourceSpec("shop", (EVENTS, ITEMS))
+
+
+def _deliver(lake: LocalLake, ds: dt.date, events: list[str], items: str) -> None:
+    base = f"raw/shop/ds={ds.isoformat()}"
+    lake.write_text(f"{base}/events.jsonl", "\n".join(events) + "\n")
+    lake.write_text(f"{base}/items.csv", items)
+
+
+@pytest.fixture
+def env(tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    con = connect(tmp_path / "w.duckdb")
+    yield lake, con
+    con.close()
+
+
+GOOD = json.dumps({"ts": "2024-01-31T10:00:00", "user_id": 1, "tags": ["a"], "ok": True})
+HOSTILE = "'); drop table raw.shop_events; --"
+
+
+def test_bad_lines_are_rejected_with_line_and_reason(env):
+    lake, con = env
+    events = [
+        GOOD,
+        "{broken json",
+        json.dumps({"ts": "yesterday", "user_id": "x", "tags": [], "ok": True}),
+        "[1, 2, 3]",
+        "",  # a blank line is not a record and not an error
+        json.dumps({"ts": "2024-01-31T11:00:00.123456", "user_id": 2, "tags": None, "ok": None,
+                    "surprise": HOSTILE}),
+        "{" + "x" * 10_000,
+    ]
+    _deliver(lake, DS, events, "item_id,price,qty\nA,1.5,2\nB,oops,1\nC,2.0\n")
+    report = ingest_delivery(con, lake, SOURCE, DS)
+
+    assert report.tables["events"].rows == 2
+    assert report.tables["events"].rejected == 4
+    rejected = con.execute(
+        "select line, reason, length(raw_line) from ops.rejected_lines "
+        "where table_name = 'events' order by line"
+    ).fetchall()
+    assert [r[0] for r in rejected] == [2, 3, 4, 7]
+    assert rejected[0][1] == "malformed JSON"
+    assert "ts: cannot read" in rejected[1][1] and "user_id: cannot read" in rejected[1][1]
+    assert rejected[2][1] == "not a JSON object"
+    assert rejected[3][2] == MAX_REJECTED_LINE_CHARS
+
+    rows = con.execute(
+        "select user_id, _line, _extra_keys, _source_file, ds from raw.shop_events order by _line"
+    ).fetchall()
+    assert rows[0] == (1, 1, [], "raw/shop/ds=2024-01-31/events.jsonl", DS)
+    assert rows[1][:3] == (2, 6, ["surprise"])
+    # The hostile value is data, not SQL: the table is still there.
+    assert con.execute("select count(*) from raw.shop_events").fetchone()[0] == 2
+
+    assert report.tables["items"].rows == 1
+    reasons = dict(
+        con.execute(
+            "select line, reason from ops.rejected_lines where table_name = 'items'"
+        ).fetchall()
+    )
+    assert "price: cannot read oops as double" in reasons[3]
+    assert len(reasons) == 2  # the short row is rejected too
+
+
+def test_reloading_a_delivery_gives_no_duplicates(env):
+    lake, con = env
+    _deliver(lake, DS, [GOOD, "{bad"], "item_id,price,qty\nA,1,1\n")
+    ingest_delivery(con, lake, SOURCE, DS)
+    ingest_delivery(con, lake, SOURCE, DS)
+    assert con.execute("select count(*) from raw.shop_events").fetchone()[0] == 1
+    assert con.execute("select count(*) from ops.rejected_lines").fetchone()[0] == 1
+
+
+def test_events_keep_each_ds_and_snapshots_replace(env):
+    lake, con = env
+    nxt = DS + dt.timedelta(days=1)
+    _deliver(lake, DS, [GOOD], "item_id,price,qty\nA,1,1\nB,2,2\n")
+    _deliver(lake, nxt, [GOOD, GOOD], "item_id,price,qty\nC,3,3\n")
+    ingest_delivery(con, lake, SOURCE, DS)
+    ingest_delivery(con, lake, SOURCE, nxt)
+    assert con.execute(
+        "select ds, count(*) from raw.shop_events group by ds order by ds"
+    ).fetchall() == [(DS, 1), (nxt, 2)]
+    assert con.execute("select item_id, ds from raw.shop_items").fetchall() == [("C", nxt)]
+
+
+def test_missing_delivery_and_missing_file_are_clear_errors(env):
+    lake, con = env
+    with pytest.raises(IngestError, match="no delivery for 2024-01-31"):
+        ingest_delivery(con, lake, SOURCE, DS)
+    lake.write_text("raw/shop/ds=2024-01-31/events.jsonl", GOOD + "\n")
+    with pytest.raises(IngestError, match="has no items.csv"):
+        ingest_delivery(con, lake, SOURCE, DS)
