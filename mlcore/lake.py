@@ -18,6 +18,10 @@ from pathlib import Path
 from mlcore.config import Settings
 
 
+# mkstemp creates owner-only files; lake files are read by other users (a Data Docs web server).
+_FILE_MODE = 0o644
+
+
 class LakeError(RuntimeError):
     """A lake operation failed (missing key, unreachable store)."""
 
@@ -154,6 +158,7 @@ class LocalLake(Lake):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
 
     def put_file(self, local: str | Path, key: str) -> None:
@@ -164,6 +169,7 @@ class LocalLake(Lake):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         os.close(fd)
         shutil.copyfile(local, tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
 
     def get_file(self, key: str, local: str | Path) -> None:
