@@ -1,0 +1,357 @@
+"""Training helpers that every pipeline reuses: splits, seeds, fitting, scoring, artifacts.
+
+Importing this module is cheap: Keras (and through it TensorFlow) is imported inside the
+functions that need it, so the scheduler and the CLI can import pipeline modules freely.
+
+Conventions the helpers rely on:
+- Evaluation is by time: ``time_split`` puts the latest period in the test set, and
+  ``fit_keras_binary`` validates on the latest slice of the training period, so no model ever
+  learns from rows that come after the rows it is judged on.
+- Frames handed to ``fit_keras_binary`` are sorted by time (``time_split`` returns them so).
+- Every random choice is seeded from ``Settings.seed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlcore.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (missing or unusable features); the message says why, in one line."""
+
+
+# ---- reproducibility --------------------------------------------------------------------------
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend, and ask the backend for deterministic ops.
+
+    Call it again right before each model is fitted, so that a model's result does not depend
+    on how much randomness the models before it consumed.
+    TensorFlow gets ``enable_op_determinism`` (bitwise-reproducible CPU runs; on GPU some ops
+    become slower); PyTorch gets ``use_deterministic_algorithms``. JAX is deterministic on CPU;
+    on GPU it needs ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` set before the process starts,
+    which is the trainer image's job, not this function's.
+    """
+    import keras
+
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)  # python, numpy and the backend's global generator
+    backend = keras.backend.backend()
+    # The only backend-specific lines in mlcore: each backend spells "deterministic" its own way.
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def data_fingerprint(items: Iterable[str | Path | bytes]) -> str:
+    """SHA-256 (hex) over the given files' contents (or raw bytes), in the order given.
+
+    Each item is framed by its base name and length, so that moving bytes from one file to the
+    next changes the fingerprint while moving the lake to another root does not.
+    """
+    h = hashlib.sha256()
+    for item in items:
+        if isinstance(item, bytes):
+            h.update(b"<bytes>\0" + len(item).to_bytes(8, "big"))
+            h.update(item)
+            continue
+        path = Path(item)
+        h.update(path.name.encode("utf-8") + b"\0" + path.stat().st_size.to_bytes(8, "big"))
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def run_version(ds: str, fingerprint: str, params: dict) -> str:
+    """``<ds>-<10 hex>``: the same data and params give the same version, so a re-run overwrites."""
+    digest = hashlib.sha256(
+        (fingerprint + json.dumps(params, sort_keys=True, default=str)).encode("utf-8")
+    ).hexdigest()
+    return f"{ds}-{digest[:10]}"
+
+
+# ---- splits -----------------------------------------------------------------------------------
+class TimeSplit(NamedTuple):
+    train: pd.DataFrame  # rows strictly before split_time, sorted by time
+    test: pd.DataFrame  # rows at or after split_time, sorted by time
+    split_time: Any  # the first timestamp of the test period
+
+
+def holdout_row_count(n: int, test_share: float) -> int:
+    """How many of ``n`` rows the latest ``test_share`` holds (at least one, never all)."""
+    if not 0 < test_share < 1:
+        raise ValueError(f"test_share must be in (0, 1), got {test_share}")
+    if n < 2:
+        raise TrainingError(f"cannot split {n} row(s) into a train and a test period")
+    return min(max(round(n * test_share), 1), n - 1)
+
+
+def time_split_point(ts: pd.Series | np.ndarray | pa.ChunkedArray | pa.Array, test_share: float):
+    """The first timestamp of the test period: the latest ``test_share`` of rows by time.
+
+    Ties at the boundary all go to the test side (the test period is ``ts >= split_time``), so
+    the split is a clean cut in time; with many equal timestamps the test set can be a little
+    larger than ``test_share``. Returns a value of the input's kind (an Arrow scalar for Arrow
+    input), ready to compare with the same column.
+    """
+    k = len(ts) - holdout_row_count(len(ts), test_share)
+    if isinstance(ts, pa.Array | pa.ChunkedArray):
+        value = ts.take(pc.sort_indices(ts))[k]
+        first = pc.min(ts)
+    else:
+        ordered = pd.Series(ts).sort_values(kind="stable").reset_index(drop=True)
+        value, first = ordered.iloc[k], ordered.iloc[0]
+    if first == value:
+        raise TrainingError(
+            "all rows up to the test period share one timestamp: nothing left to train on"
+        )
+    return value
+
+
+def time_split(df: pd.DataFrame, time_col: str, test_share: float = 0.2) -> TimeSplit:
+    """Train on the earliest ``1 - test_share`` of rows by ``time_col``, test on the latest.
+
+    Both parts come back sorted by time (a stable sort, so equal timestamps keep their order),
+    which ``fit_keras_binary`` relies on to validate on the latest slice of the training period.
+    """
+    split = time_split_point(df[time_col], test_share)
+    ordered = df.sort_values(time_col, kind="stable")
+    in_test = ordered[time_col] >= split
+    return TimeSplit(
+        ordered[~in_test].reset_index(drop=True), ordered[in_test].reset_index(drop=True), split
+    )
+
+
+def bounded_sample(
+    df: pd.DataFrame, max_rows: int, seed: int, *, time_col: str | None = "timestamp"
+) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``df``: the newest ones by ``time_col``.
+
+    Why the newest rather than a random sample: behaviour drifts, the newest rows are the
+    closest to the days the model will score, and the test period follows them directly.
+    Rows that tie at the cutoff are kept in their input order (a stable sort), so the same file
+    gives the same sample. ``seed`` is used only without a time column (``time_col=None``),
+    where a seeded uniform sample is drawn, keeping the input order.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be positive, got {max_rows}")
+    if len(df) <= max_rows:
+        return df
+    if time_col is None:
+        keep = np.sort(np.random.default_rng(seed).choice(len(df), size=max_rows, replace=False))
+        return df.iloc[keep].reset_index(drop=True)
+    return df.sort_values(time_col, kind="stable").iloc[-max_rows:].reset_index(drop=True)
+
+
+def check_binary_labels(y: np.ndarray, what: str) -> None:
+    """Raise a one-line TrainingError unless ``y`` holds both classes (0 and 1) and nothing else."""
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise TrainingError(f"{what}: labels must be 0 or 1, found {sorted(values)[:5]}")
+    if len(values) < 2:
+        raise TrainingError(
+            f"{what}: a single class (every label is {values.pop() if values else 'missing'}), "
+            "a binary model cannot learn from it"
+        )
+
+
+# ---- fitting ----------------------------------------------------------------------------------
+def keras_early_stopping(patience: int, lr_patience: int, *, monitor: str = "val_loss") -> list:
+    """ReduceLROnPlateau + EarlyStopping (best weights restored), as the original project had."""
+    import keras
+
+    return [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.5, patience=lr_patience, min_lr=1e-5
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True
+        ),
+    ]
+
+
+def fit_keras_binary(
+    model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation_share: float = 0.1,
+    callbacks: Sequence = (),
+    name: str = "model",
+) -> dict:
+    """Fit a compiled Keras binary classifier; validate on the LATEST ``validation_share`` rows.
+
+    ``x_train`` must be in time order: the validation slice is its tail, not a random draw,
+    because a random draw would let early stopping peek at rows interleaved with the future.
+    Batches within the fit part are shuffled (seeded by ``set_seeds``). Returns a summary of the
+    fit for the manifest: rows used, epochs run and the per-epoch history.
+    """
+    import keras
+
+    n = len(x_train)
+    n_val = math.floor(n * validation_share) if validation_share > 0 else 0
+    if n - n_val < 1:
+        raise TrainingError(f"{name}: no training rows left after the validation slice")
+    fit_x, fit_y = x_train[: n - n_val], y_train[: n - n_val]
+    validation = (x_train[n - n_val :], y_train[n - n_val :]) if n_val else None
+
+    def log_epoch(epoch: int, logs: dict | None) -> None:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+        log.info("%s epoch %d/%d: %s", name, epoch + 1, epochs, shown)
+
+    log.info(
+        "%s: fitting on %d rows, validating on the latest %d, up to %d epochs of batch %d",
+        name,
+        len(fit_x),
+        n_val,
+        epochs,
+        batch_size,
+    )
+    history = model.fit(
+        fit_x,
+        fit_y,
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        callbacks=[*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)],
+        verbose=0,
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return {
+        "fit_rows": len(fit_x),
+        "validation_rows": n_val,
+        "epochs_run": len(hist.get("loss", [])),
+        "history": hist,
+    }
+
+
+def fit_gradient_boosting(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    *,
+    max_iter: int = 200,
+    learning_rate: float = 0.1,
+    max_leaf_nodes: int = 31,
+):
+    """A scikit-learn HistGradientBoostingClassifier baseline, fitted on all rows given.
+
+    Early stopping is off: sklearn's would hold out a random (not time-ordered) slice, and a
+    fixed number of iterations keeps the baseline simple and reproducible.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(
+        max_iter=max_iter,
+        learning_rate=learning_rate,
+        max_leaf_nodes=max_leaf_nodes,
+        early_stopping=False,
+        random_state=seed,
+    )
+    log.info("gradient_boosting: fitting on %d rows, %d iterations", len(x), max_iter)
+    return model.fit(x, y)
+
+
+def predict_batched(model, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
+    """P(label = 1) for every row of ``x``, computed ``batch_size`` rows at a time.
+
+    Works for Keras models (one sigmoid output) and for scikit-learn classifiers
+    (``predict_proba``). Batching bounds the memory of the backend's intermediate tensors;
+    the result is one float64 array.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    out = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        if hasattr(model, "predict_proba"):
+            p = model.predict_proba(chunk)[:, 1]
+        else:
+            p = np.asarray(model.predict_on_batch(chunk)).reshape(-1)
+        out[start : start + len(chunk)] = p
+    return out
+
+
+# ---- artifacts in the lake --------------------------------------------------------------------
+def save_keras(lake: Lake, key: str, model) -> str:
+    """Write a Keras model to ``key`` (a ``.keras`` file) and return the key."""
+    with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
+        path = Path(tmp) / Path(key).name
+        model.save(path)
+        lake.put_file(path, key)
+    return key
+
+
+def load_keras(lake: Lake, key: str):
+    """Load a ``.keras`` model from the lake (downloaded to a temporary file first)."""
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
+        path = Path(tmp) / Path(key).name
+        lake.get_file(key, path)
+        return keras.saving.load_model(path)
+
+
+def save_pickle(lake: Lake, key: str, obj) -> str:
+    """Write a scikit-learn model (or any picklable object) with joblib; return the key."""
+    import joblib
+
+    with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
+        path = Path(tmp) / Path(key).name
+        joblib.dump(obj, path)
+        lake.put_file(path, key)
+    return key
+
+
+def load_pickle(lake: Lake, key: str):
+    """Load a joblib file from the lake. Only load files this platform wrote: pickle runs code."""
+    import joblib
+
+    with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
+        path = Path(tmp) / Path(key).name
+        lake.get_file(key, path)
+        return joblib.load(path)
+
+
+def write_parquet(lake: Lake, key: str, table: pa.Table | pd.DataFrame) -> str:
+    """Write a table to ``key`` as one Parquet file; return the key."""
+    import pyarrow.parquet as pq
+
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
+        path = Path(tmp) / Path(key).name
+        pq.write_table(table, path)
+        lake.put_file(path, key)
+    return key
+
+
+def write_json(lake: Lake, key: str, obj: dict) -> str:
+    """Write ``obj`` as indented, key-sorted JSON (diffable between runs); return the key."""
+    lake.write_text(key, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return key
