@@ -75,6 +75,8 @@ class TrainParams:
     # as the history grows; about 2 GB of float32 features at 2M rows with room to spare.
     max_train_rows: int = 2_000_000
     validation_share: float = 0.1  # the latest slice of the training period
+    # Upper bound; small histories train with smaller batches (see _batch_size) so that an
+    # epoch is still a few dozen gradient steps rather than one or two.
     batch_size: int = 2048
     learning_rate: float = 1e-3
     simple_epochs: int = 8
@@ -172,7 +174,7 @@ def _fit_models(x: np.ndarray, y: np.ndarray, params: TrainParams, seed: int) ->
         x,
         y,
         epochs=params.simple_epochs,
-        batch_size=params.batch_size,
+        batch_size=_batch_size(len(y), params.batch_size),
         validation_share=params.validation_share,
         name="mlp_simple",
     )
@@ -190,7 +192,7 @@ def _fit_models(x: np.ndarray, y: np.ndarray, params: TrainParams, seed: int) ->
         x,
         y,
         epochs=params.advanced_epochs,
-        batch_size=params.batch_size,
+        batch_size=_batch_size(len(y), params.batch_size),
         validation_share=params.validation_share,
         callbacks=training.keras_early_stopping(
             params.early_stopping_patience, params.reduce_lr_patience
@@ -204,6 +206,11 @@ def _fit_models(x: np.ndarray, y: np.ndarray, params: TrainParams, seed: int) ->
         "mlp_advanced": advanced,
     }
     return models, {"mlp_simple": simple_fit, "mlp_advanced": advanced_fit}
+
+
+def _batch_size(n_rows: int, upper: int) -> int:
+    """About 100 steps an epoch, between 32 and ``upper`` rows a batch."""
+    return int(min(upper, max(32, n_rows // 100)))
 
 
 def _predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
