@@ -73,9 +73,13 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
         exported = {}
         with tempfile.TemporaryDirectory(prefix="nightshift-features-") as tmp:
             for file_name, table in spec.feature_exports.items():
+                # Sorted, so the same features give the same bytes: the trainer's data
+                # fingerprint, the model version and the models themselves depend on it.
                 # COPY cannot bind its target; the path is our own temporary file.
-                con.execute(f"copy (select * from {table}) to '{Path(tmp) / file_name}' "
-                            "(format parquet, row_group_size 1000000)")
+                con.execute(
+                    f"copy (select * from {table} order by all) to '{Path(tmp) / file_name}' "
+                    "(format parquet, row_group_size 1000000)"
+                )
                 exported[file_name] = con.execute(f"select count(*) from {table}").fetchone()[0]
             lake.replace_prefix(features_prefix(pipeline, day), tmp)
     log.info("features for %s ds=%s: %s", pipeline, day, exported)

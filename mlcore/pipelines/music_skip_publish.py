@@ -20,6 +20,8 @@ STORAGE_CLASSES = ("SLOW", "MEDIUM", "FAST")
 # A track earns FAST storage only if it is expected to be played in full at least this often a
 # day: below that, the faster class costs more than the few plays it would speed up.
 FAST_MIN_FULL_PLAYS = 1.0
+# Daily cost per millisecond of audio in the v1 delivery (daily_cost / duration_ms, exact there).
+V1_RATES = {"SLOW": 5e-8, "MEDIUM": 1e-7, "FAST": 5e-7}
 MART_SCHEMAS = {
     "ab_assignments": "ds date, user_id integer, arm varchar, model_name varchar, "
     "model_version varchar",
@@ -38,10 +40,13 @@ def storage_rates(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         "select storage_class, median(daily_cost / duration_ms) from features.music_skip_tracks "
         "where duration_ms > 0 and daily_cost is not null group by storage_class"
     ).fetchall()
-    rates = {cls: rate for cls, rate in rows if cls in STORAGE_CLASSES}
-    missing = [c for c in STORAGE_CLASSES if c not in rates]
-    if missing:
-        raise ValueError(f"cache plan: no track in storage class {missing} to price it from")
+    rates = {cls: rate for cls, rate in rows if cls in STORAGE_CLASSES and rate}
+    for cls in STORAGE_CLASSES:
+        if cls not in rates:
+            # A small catalogue may have no track in a class: fall back to the v1 price list.
+            log.warning("cache plan: no %s track to price from; using %.2e per ms", cls,
+                        V1_RATES[cls])
+            rates[cls] = V1_RATES[cls]
     return rates
 
 
