@@ -130,16 +130,17 @@ def cmd_demo(args) -> int:
     nights = [(first, args.days), (args.ds, 1)]
     for ds, days in nights:
         print(f"== synthesising pozytywka delivery ds={ds} ({days} day(s) of sessions)")
-        write_delivery(settings.lake, ds, users=args.users, days=days, seed=args.seed,
-                       defects=True)
+        write_delivery(settings.lake, ds, users=args.users, days=days, seed=args.seed, defects=True)
     failed = 0
     for ds, _ in nights:
         for name in pipelines.PIPELINES:
             print(f"== running DAG {name} for ds={ds}")
             started = time.perf_counter()
             rc = run_dag(name, ds)
-            print(f"   {name} ds={ds}: {'ok' if rc == 0 else 'FAILED'} "
-                  f"in {time.perf_counter() - started:.0f}s")
+            print(
+                f"   {name} ds={ds}: {'ok' if rc == 0 else 'FAILED'} "
+                f"in {time.perf_counter() - started:.0f}s"
+            )
             failed += rc != 0
     print(demo_summary(settings, args.ds))
     return 1 if failed else 0

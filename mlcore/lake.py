@@ -17,7 +17,6 @@ from pathlib import Path
 
 from mlcore.config import Settings
 
-
 # mkstemp creates owner-only files; lake files are read by other users (a Data Docs web server).
 _FILE_MODE = 0o644
 

@@ -59,8 +59,10 @@ def demo_summary(settings: Settings, ds: dt.date) -> str:
             "where ds = ?",
             [ds],
         ).fetchone()
-        out.append(f"  expectations for ds={ds}: {failed[1] - failed[0]} passed, {failed[0]} "
-                   "not met (see the Data Docs)")
+        out.append(
+            f"  expectations for ds={ds}: {failed[1] - failed[0]} passed, {failed[0]} "
+            "not met (see the Data Docs)"
+        )
     for key in lake.list("reports"):
         if key.endswith("index.html") and f"ds={ds}" in key:
             out.append(f"  Data Docs: {lake.url(key)}")

@@ -48,10 +48,17 @@ class SourceSpec:
 
 _AUDIO = {
     c: "double"
-    for c in (
-        "danceability energy loudness speechiness acousticness instrumentalness "
-        "liveness valence tempo"
-    ).split()
+    for c in [
+        "danceability",
+        "energy",
+        "loudness",
+        "speechiness",
+        "acousticness",
+        "instrumentalness",
+        "liveness",
+        "valence",
+        "tempo",
+    ]
 }
 
 POZYTYWKA = SourceSpec(

@@ -79,11 +79,11 @@ def s3_endpoint():
 @pytest.fixture
 def s3_settings(s3_endpoint, tmp_path, request):
     """Settings whose lake is a fresh bucket on the test S3 server."""
+    import re
+
     import boto3
 
     from mlcore.config import Settings
-
-    import re
 
     bucket = "lake-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

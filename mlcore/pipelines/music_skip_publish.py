@@ -44,8 +44,9 @@ def storage_rates(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     for cls in STORAGE_CLASSES:
         if cls not in rates:
             # A small catalogue may have no track in a class: fall back to the v1 price list.
-            log.warning("cache plan: no %s track to price from; using %.2e per ms", cls,
-                        V1_RATES[cls])
+            log.warning(
+                "cache plan: no %s track to price from; using %.2e per ms", cls, V1_RATES[cls]
+            )
             rates[cls] = V1_RATES[cls]
     return rates
 

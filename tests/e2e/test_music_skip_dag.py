@@ -26,7 +26,10 @@ MARTS = ("skip_scores", "cache_plan", "ab_assignments", "ab_report")
 def nightshift(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mlcore.cli", *args],
-        env=env, capture_output=True, text=True, timeout=900,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -68,18 +71,24 @@ def test_publishes_marts_lake_outputs_and_registry(first_run):
         scores = con.execute(
             "select count(*), count(distinct user_id), min(p_skip), max(p_skip), "
             "count(*) filter (where arm not in ('simple', 'advanced')) "
-            "from marts.skip_scores where ds = ?", [D1]
+            "from marts.skip_scores where ds = ?",
+            [D1],
         ).fetchone()
         assert scores[0] > 0 and scores[1] > 10
         assert 0 <= scores[2] <= scores[3] <= 1 and scores[4] == 0
         # Each user sits in one arm and is scored by that arm's model only.
-        assert con.execute(
-            "select count(*) from (select user_id from marts.skip_scores where ds = ? "
-            "group by user_id having count(distinct arm) > 1)", [D1]
-        ).fetchone()[0] == 0
+        assert (
+            con.execute(
+                "select count(*) from (select user_id from marts.skip_scores where ds = ? "
+                "group by user_id having count(distinct arm) > 1)",
+                [D1],
+            ).fetchone()[0]
+            == 0
+        )
         plan = con.execute(
             "select count(*), sum(daily_cost_change), count(distinct recommended_storage_class) "
-            "from marts.cache_plan where ds = ?", [D1]
+            "from marts.cache_plan where ds = ?",
+            [D1],
         ).fetchone()
         assert plan[0] > 0 and plan[1] <= 1e-9  # within the default budget: today's cost
         runs = con.execute(
@@ -94,12 +103,18 @@ def test_publishes_marts_lake_outputs_and_registry(first_run):
     lake = root / "lake"
     for table in MARTS:
         assert (lake / f"outputs/{table}/ds={D1}/part-0.parquet").exists(), table
-    holdout = duckdb.sql(
-        f"select * from '{lake}/predictions/music_skip/ds={D1}/holdout.parquet'"
-    )
-    for col in ("session_id", "user_id", "track_id", "timestamp", "label",
-                "p_skip_always_played", "p_skip_gradient_boosting", "p_skip_mlp_simple",
-                "p_skip_mlp_advanced"):
+    holdout = duckdb.sql(f"select * from '{lake}/predictions/music_skip/ds={D1}/holdout.parquet'")
+    for col in (
+        "session_id",
+        "user_id",
+        "track_id",
+        "timestamp",
+        "label",
+        "p_skip_always_played",
+        "p_skip_gradient_boosting",
+        "p_skip_mlp_simple",
+        "p_skip_mlp_advanced",
+    ):
         assert col in holdout.columns, col
     assert list(lake.glob(f"reports/**/ds={D1}/**/index.html")), "no Data Docs"
 

@@ -27,9 +27,7 @@ def run_pipeline(settings: Settings) -> dict:
     steps.gate("music_skip", DS.isoformat(), settings)
     steps.publish("music_skip", DS.isoformat(), settings)
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        return {
-            t: con.execute(f"select * from marts.{t} order by all").fetchall() for t in MARTS
-        }
+        return {t: con.execute(f"select * from marts.{t} order by all").fetchall() for t in MARTS}
 
 
 def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings):

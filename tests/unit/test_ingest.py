@@ -22,8 +22,11 @@ EVENTS = TableSpec(
     kind="event",
 )
 ITEMS = TableSpec(
-    "items", "items.csv", {"item_id": "varchar", "price": "double", "qty": "integer"},
-    key=("item_id",), format="csv",
+    "items",
+    "items.csv",
+    {"item_id": "varchar", "price": "double", "qty": "integer"},
+    key=("item_id",),
+    format="csv",
 )
 SOURCE = SourceSpec("shop", (EVENTS, ITEMS))
 
@@ -54,8 +57,15 @@ def test_bad_lines_are_rejected_with_line_and_reason(env):
         json.dumps({"ts": "yesterday", "user_id": "x", "tags": [], "ok": True}),
         "[1, 2, 3]",
         "",  # a blank line is not a record and not an error
-        json.dumps({"ts": "2024-01-31T11:00:00.123456", "user_id": 2, "tags": None, "ok": None,
-                    "surprise": HOSTILE}),
+        json.dumps(
+            {
+                "ts": "2024-01-31T11:00:00.123456",
+                "user_id": 2,
+                "tags": None,
+                "ok": None,
+                "surprise": HOSTILE,
+            }
+        ),
         "{" + "x" * 10_000,
     ]
     _deliver(lake, DS, events, "item_id,price,qty\nA,1.5,2\nB,oops,1\nC,2.0\n")

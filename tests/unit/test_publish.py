@@ -44,13 +44,25 @@ def test_publish_replaces_only_its_partition(env):
 
 def test_a_failing_publish_changes_nothing(env):
     con, lake = env
-    publish_tables(con, lake, D2, {"a": "select DATE '2024-01-31' as ds, 1 as x",
-                                   "b": "select DATE '2024-01-31' as ds, 1 as y"})
+    publish_tables(
+        con,
+        lake,
+        D2,
+        {
+            "a": "select DATE '2024-01-31' as ds, 1 as x",
+            "b": "select DATE '2024-01-31' as ds, 1 as y",
+        },
+    )
     with pytest.raises(Exception, match="Conversion Error|Could not convert"):
-        publish_tables(con, lake, D2, {
-            "a": "select DATE '2024-01-31' as ds, 99 as x",
-            "b": "select DATE '2024-01-31' as ds, 'not a number'::integer as y",
-        })
+        publish_tables(
+            con,
+            lake,
+            D2,
+            {
+                "a": "select DATE '2024-01-31' as ds, 99 as x",
+                "b": "select DATE '2024-01-31' as ds, 'not a number'::integer as y",
+            },
+        )
     assert _rows(con, "marts.a") == [(D2, 1)]
     assert _rows(con, "marts.b") == [(D2, 1)]
 
@@ -72,14 +84,16 @@ def test_replace_partition_refuses_hostile_table_names(env):
 
 def test_cache_plan_respects_the_budget_and_ranks_by_demand():
     rates = {"SLOW": 1.0, "MEDIUM": 2.0, "FAST": 10.0}
-    demand = pd.DataFrame({
-        "track_id": ["hot", "warm", "cold", "dead"],
-        "storage_class": ["SLOW", "SLOW", "FAST", "MEDIUM"],
-        "daily_cost": [1.0, 1.0, 10.0, 2.0],
-        "duration_ms": [1.0, 1.0, 1.0, 1.0],
-        "expected_plays": [50.0, 0.5, 0.2, 0.0],
-        "p_full": [0.8, 0.9, 0.5, 0.7],
-    })
+    demand = pd.DataFrame(
+        {
+            "track_id": ["hot", "warm", "cold", "dead"],
+            "storage_class": ["SLOW", "SLOW", "FAST", "MEDIUM"],
+            "daily_cost": [1.0, 1.0, 10.0, 2.0],
+            "duration_ms": [1.0, 1.0, 1.0, 1.0],
+            "expected_plays": [50.0, 0.5, 0.2, 0.0],
+            "p_full": [0.8, 0.9, 0.5, 0.7],
+        }
+    )
     plan = plan_cache(demand, rates, budget=None).set_index("track_id")
     # Today's cost is 14; all-SLOW costs 4, so 10 is spare: FAST for the hot track (+9), and
     # the 1 left buys MEDIUM for the next one in line; the cold FAST track is moved down.
