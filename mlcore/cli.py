@@ -146,6 +146,26 @@ def cmd_demo(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args) -> int:
+    from mlcore.bench import bench, format_table
+
+    if args.pipeline != "music_skip":
+        raise SystemExit(f"nightshift bench: no benchmark for {args.pipeline!r} yet")
+    result = bench(
+        users=args.users,
+        days=args.days,
+        seed=args.seed,
+        workdir=Path(args.workdir),
+        repeat=args.repeat,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nightshift", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ds", type=_date, default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_metrics)
+
+    s = sub.add_parser("bench", help="run a pipeline stage by stage on synthetic data, timed")
+    s.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
+    s.add_argument("--users", type=int, default=2000)
+    s.add_argument("--days", type=int, default=30)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--repeat", type=int, default=2, help="runs of the same ds (default 2)")
+    s.add_argument("--workdir", default="bench-results", help="where data and runs are kept")
+    s.add_argument("--json", help="also write the results as JSON to this path")
+    s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("demo", help="synthesise data, run every DAG, print what was published")
     s.add_argument("--ds", type=_date, default=DEMO_DS)

@@ -104,7 +104,11 @@ def train(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
     return {
         "version": manifest["version"],
         "models": {k: v["metrics"] for k, v in manifest["models"].items()},
-        "baselines": manifest["baselines"],
+        "baselines": {k: v.get("metrics", v) for k, v in manifest["baselines"].items()},
+        "rows": {
+            k: manifest.get(k) for k in ("plays_rows", "train_rows", "test_rows", "candidate_rows")
+        },
+        "timings": manifest.get("timings", {}),
     }
 
 

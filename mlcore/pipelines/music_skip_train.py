@@ -33,6 +33,7 @@ import json
 import logging
 import platform
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -376,6 +377,8 @@ def train(
         log.info("music_skip %s: version %s, data %s", ds, version, fingerprint[:12])
 
         # 2. split by time; bound the training rows to the newest max_train_rows
+        clock = time.perf_counter()
+        timings: dict[str, float] = {}
         train_tbl, test_tbl, split_time, n_plays = _read_plays(plays_path, params)
         train_df = training.bounded_sample(_frame(train_tbl), params.max_train_rows, seed)
         test_df = _frame(test_tbl)
@@ -395,7 +398,11 @@ def train(
         )
 
         # 3. fit the baselines and the two published models
+        timings["read_seconds"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         models, fits = _fit_models(x_train, y_train, params, seed)
+        timings["fit_seconds"] = time.perf_counter() - clock
+        clock = time.perf_counter()
 
         # 4. evaluate every model, and every champion, on the same holdout rows
         champions = _load_champions(lake, version)
@@ -411,9 +418,12 @@ def train(
         scorers = [(name, version, list(FEATURES), models[name]) for name in PUBLISHED]
         scorers += [(name, v, feats, m) for name, (v, feats, m) in champions.items()]
         scores_key = f"{pred_dir}/scores.parquet"
+        timings["evaluate_seconds"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         n_candidates = _score_candidates(
             candidates_path, lake, scores_key, scorers, params.score_batch_size
         )
+        timings["score_seconds"] = time.perf_counter() - clock
         log.info(
             "scored %d candidates with %d models into %s", n_candidates, len(scorers), scores_key
         )
@@ -438,6 +448,8 @@ def train(
         holdout_key=holdout_key,
         scores_key=scores_key,
     )
+    # Timings vary run to run: they are reported, never part of the version.
+    manifest["timings"] = {k: round(v, 2) for k, v in timings.items()}
     training.write_json(lake, f"{model_dir}/manifest.json", manifest)
     log.info("music_skip %s: wrote %s/manifest.json", ds, model_dir)
     return manifest
