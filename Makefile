@@ -38,6 +38,7 @@ format: bootstrap
 
 airflow: bootstrap
 	eval "$$(PYTHONPATH=plugins $(PY) -m nightshift_airflow.airflow_env --print-env)" && \
+	  $(PY) -m nightshift_airflow.airflow_env --init && \
 	  PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 \
 	  $(VENV)/bin/airflow standalone
 

@@ -1,0 +1,56 @@
+"""music_skip: will a Pozytywka user play a track in full or skip it? (docs: the DAG docstring)."""
+
+from airflow.sdk import dag
+from nightshift_airflow import tasks
+from nightshift_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, nightly
+
+from mlcore.pipelines import get
+
+PIPELINE = get("music_skip")
+
+
+@dag(
+    dag_id=PIPELINE.name,
+    schedule=nightly(PIPELINE.schedule),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "music", "pozytywka"],
+)
+def music_skip():
+    """
+    ### Music skip prediction (Pozytywka)
+
+    Every night, for the day `ds` that has just ended: load the Pozytywka delivery, check it,
+    build features in SQL, train two Keras MLPs (simple, advanced) against majority and
+    gradient-boosting baselines, gate them against the champion, and publish.
+
+    **Input**: `lake/raw/pozytywka/ds=…/` (JSONL: artists, tracks, users, sessions,
+    track_storage) → `raw.pozytywka_*`.
+
+    **Outputs** (`marts.<table>` partition `ds`, `lake/outputs/<table>/ds=…/`, and an Asset
+    `nightshift.marts.<table>` per table):
+
+    | table | one row per | columns (besides `ds`) |
+    |---|---|---|
+    | `skip_scores` | user × candidate track | user_id, track_id, p_skip, model_version, arm |
+    | `ab_assignments` | scored user | user_id, arm (simple/advanced), model_name, model_version |
+    | `cache_plan` | track | track_id, expected_full_plays, storage class: now, recommended |
+    | `ab_report` | past scoring day × arm | score_ds, arm, users, plays, realised skip rate |
+
+    **Rerun a day**: clear the run of that `ds` in the UI (every task is idempotent for its
+    `ds`), or `nightshift run music_skip --ds YYYY-MM-DD` on a laptop. A failed task logs one
+    line `nightshift task failed: … reason=…`; a failed validation is not retried.
+    """
+    ingest = tasks.ingest("pozytywka")
+    validate = tasks.validate("pozytywka")
+    features = tasks.build_features(PIPELINE.name)
+    train = tasks.train_model(PIPELINE.name)
+    gate = tasks.gate_model(PIPELINE.name)
+    publish = tasks.publish_outputs(PIPELINE.name)
+
+    ingest >> validate >> features >> train >> gate >> publish
+
+
+music_skip()

@@ -1,0 +1,299 @@
+"""The ``train_model`` task: ``nightshift train <pipeline> --ds <ds>`` on the configured backend.
+
+The same command runs everywhere; only where it runs changes with ``NIGHTSHIFT_TRAIN_BACKEND``:
+
+- ``local``: a subprocess of the Airflow worker (laptops, CI, the compose stack);
+- ``docker``: a container of the trainer image on the worker's Docker engine, with GPUs;
+- ``kubernetes``: a pod of the trainer image, with a GPU, in ``NIGHTSHIFT_K8S_NAMESPACE``.
+
+The trainer needs nothing but the lake: the container gets the lake's location, and for an
+S3 lake its credentials, never the warehouse or Airflow. Provider imports stay inside the
+builders, so parsing a DAG that trains locally never imports Docker or Kubernetes clients.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import task
+
+from mlcore.config import ConfigError, Settings
+from nightshift_airflow.tasks import run_ds
+
+if TYPE_CHECKING:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+log = logging.getLogger(__name__)
+
+TASK_ID = "train_model"
+TRAINER_ENTRYPOINT = ["nightshift"]
+# Pod requests sized for the Keras models of the nightly pipelines on one GPU.
+POD_CPU = "4"
+POD_MEMORY = "16Gi"
+
+# The last line of a Python traceback (``pkg.SomeError: why``) or of `nightshift`'s own error
+# report (``nightshift train: why``): the one-line reason the task fails with.
+_ERROR_LINE = re.compile(r"^([\w.]*(Error|Exception|Failed)\b|nightshift \w+:)")
+
+
+def trainer_args(pipeline: str, ds: str) -> list[str]:
+    """The arguments after ``nightshift``: the same in a subprocess, a container and a pod."""
+    return ["train", pipeline, "--ds", ds]
+
+
+def lake_env(settings: Settings) -> dict[str, str]:
+    """The trainer's non-secret settings: where the lake is and how to reach it."""
+    env = {"NIGHTSHIFT_LAKE": settings.lake, "NIGHTSHIFT_SEED": str(settings.seed)}
+    if settings.lake_is_s3:
+        env["NIGHTSHIFT_S3_REGION"] = settings.s3_region
+        if settings.s3_endpoint:
+            env["NIGHTSHIFT_S3_ENDPOINT"] = settings.s3_endpoint
+    return env
+
+
+def train_task(pipeline: str, settings: Settings) -> Any:
+    """The ``train_model`` task of ``pipeline`` for ``settings.train_backend``.
+
+    Call it inside a DAG definition, like any operator.
+    """
+    builders = {"local": local_train, "docker": docker_train, "kubernetes": kubernetes_train}
+    try:
+        build = builders[settings.train_backend]
+    except KeyError:
+        known = ", ".join(builders)
+        raise ConfigError(
+            f"unknown train backend {settings.train_backend!r}; known: {known}"
+        ) from None
+    return build(pipeline, settings)
+
+
+# --- local: a subprocess of the worker ---------------------------------------------------------
+
+
+def run_trainer(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> dict:
+    """Run the trainer command, streaming its output into the task log.
+
+    Returns the JSON summary the command prints last (or a small dict when there is none);
+    raises with the last error line of the output when the command fails.
+    """
+    from airflow.sdk.exceptions import AirflowException
+
+    run_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    tail: collections.deque[str] = collections.deque(maxlen=500)
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=run_env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            log.info("%s", line)
+        returncode = proc.wait()
+    finally:
+        # The task was killed or timed out: do not leave the trainer running on the worker.
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if returncode != 0:
+        raise AirflowException(f"trainer exited with code {returncode}: {last_error(tail)}")
+    return last_json(tail) or {"command": " ".join(cmd), "returncode": 0}
+
+
+def last_error(lines: Sequence[str]) -> str:
+    """The line that says why a command failed: its last error line, else its last line."""
+    stripped = [ln.strip() for ln in lines if ln.strip()]
+    for line in reversed(stripped):
+        if _ERROR_LINE.match(line):
+            return line
+    return stripped[-1] if stripped else "no output"
+
+
+def last_json(lines: Sequence[str]) -> dict | None:
+    """The JSON object the command printed last (``nightshift train`` prints its summary)."""
+    lines = list(lines)
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start].startswith("{"):
+            try:
+                value = json.loads("\n".join(lines[start:]))
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def local_train(pipeline: str, settings: Settings) -> Any:
+    @task(task_id=TASK_ID)
+    def train_model() -> dict:
+        """Train, evaluate and score from the lake: `nightshift train <pipeline> --ds …` in a
+        subprocess of this worker (backend `local`). Its output streams into this log."""
+        cmd = [sys.executable, "-m", "mlcore.cli", *trainer_args(pipeline, run_ds())]
+        return run_trainer(cmd)
+
+    return train_model()
+
+
+# --- docker: a container of the trainer image --------------------------------------------------
+
+
+def _docker_operator_class() -> type[DockerOperator]:
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from airflow.sdk.log import mask_secret
+
+    class TrainerDockerOperator(DockerOperator):
+        """DockerOperator that hands the container the lake it needs, resolved at run time.
+
+        For an S3 lake the credentials come from the Airflow connection ``aws_conn_id`` when
+        the task runs (never while parsing), and go to ``private_environment``: Docker gets
+        them, the rendered template fields and the logs do not. For a local lake the container
+        runs as the owner of the lake folder, so that what it writes stays writable.
+        """
+
+        def __init__(self, *, lake: str, aws_conn_id: str | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.lake = lake
+            self.aws_conn_id = aws_conn_id
+
+        def lake_credentials(self) -> tuple[dict[str, str], dict[str, str]]:
+            """(public env, private env) for an S3 lake, from the Airflow connection."""
+            if not self.lake.startswith("s3://") or not self.aws_conn_id:
+                return {}, {}
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+            hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="s3")
+            creds = hook.get_credentials()
+            private = {
+                "AWS_ACCESS_KEY_ID": creds.access_key,
+                "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+            }
+            if creds.token:
+                private["AWS_SESSION_TOKEN"] = creds.token
+            for value in private.values():
+                mask_secret(value)
+            # NIGHTSHIFT_S3_ENDPOINT wins; else the connection's (MinIO, say) if it has one.
+            public = {}
+            endpoint = hook.conn_config.endpoint_url
+            if endpoint and "NIGHTSHIFT_S3_ENDPOINT" not in self.environment:
+                public["NIGHTSHIFT_S3_ENDPOINT"] = endpoint
+            return public, private
+
+        def prepare_lake(self) -> None:
+            public, private = self.lake_credentials()
+            self.environment = {**self.environment, **public}
+            self._private_environment = {**self._private_environment, **private}
+            lake = Path(self.lake)
+            if not self.lake.startswith("s3://") and self.user is None and lake.is_dir():
+                st = lake.stat()
+                if st.st_uid == 0:  # never run the trainer as root because the lake is root's
+                    return
+                self.user = f"{st.st_uid}:{st.st_gid}"
+                # That uid may have no home in the image: give Keras and matplotlib one.
+                self.environment.setdefault("HOME", "/tmp")
+
+        def execute(self, context: Any) -> Any:
+            self.prepare_lake()
+            return super().execute(context)
+
+    return TrainerDockerOperator
+
+
+def docker_train(pipeline: str, settings: Settings) -> DockerOperator:
+    from docker.types import DeviceRequest, Mount
+
+    operator_class = _docker_operator_class()
+    env = lake_env(settings)
+    mounts = []
+    if not settings.lake_is_s3:
+        # Mounted at the same path, so lake URIs written in the container are valid outside.
+        lake = str(Path(settings.lake).absolute())
+        env["NIGHTSHIFT_LAKE"] = lake
+        mounts.append(Mount(target=lake, source=lake, type="bind"))
+    devices = []
+    if settings.docker_gpus:
+        devices.append(DeviceRequest(count=settings.docker_gpus, capabilities=[["gpu"]]))
+    return operator_class(
+        task_id=TASK_ID,
+        doc_md="Train, evaluate and score from the lake: `nightshift train` in a container of "
+        f"`{settings.trainer_image}` with {settings.docker_gpus} GPU(s) (backend `docker`).",
+        image=settings.trainer_image,
+        entrypoint=TRAINER_ENTRYPOINT,
+        command=trainer_args(pipeline, "{{ ds }}"),
+        environment=env,
+        lake=settings.lake if settings.lake_is_s3 else env["NIGHTSHIFT_LAKE"],
+        aws_conn_id=settings.aws_conn_id,
+        device_requests=devices,
+        mounts=mounts,
+        mount_tmp_dir=False,
+        network_mode="host",
+        # Keep a failed container for `docker inspect`; the logs are in Airflow already.
+        auto_remove="success",
+    )
+
+
+# --- kubernetes: a pod of the trainer image ----------------------------------------------------
+
+
+def kubernetes_train(pipeline: str, settings: Settings) -> KubernetesPodOperator:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.secret import Secret
+    from kubernetes.client import models as k8s
+
+    if not settings.lake_is_s3:
+        # A pod cannot see the worker's folder: fail at parse time, where on-call sees it.
+        raise ConfigError(
+            f"NIGHTSHIFT_TRAIN_BACKEND=kubernetes needs an s3:// lake, got {settings.lake!r}"
+        )
+    limits = {"memory": POD_MEMORY}
+    if settings.docker_gpus:
+        limits["nvidia.com/gpu"] = str(settings.docker_gpus)
+    return KubernetesPodOperator(
+        task_id=TASK_ID,
+        doc_md="Train, evaluate and score from the lake: `nightshift train` in a pod of "
+        f"`{settings.trainer_image}` in namespace `{settings.k8s_namespace}` (backend "
+        "`kubernetes`).",
+        name=f"nightshift-train-{pipeline}".replace("_", "-"),
+        namespace=settings.k8s_namespace,
+        image=settings.trainer_image,
+        cmds=TRAINER_ENTRYPOINT,
+        arguments=trainer_args(pipeline, "{{ ds }}"),
+        env_vars=lake_env(settings),
+        # Every key of the secret becomes an env var (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+        secrets=[Secret(deploy_type="env", deploy_target=None, secret=settings.k8s_lake_secret)],
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": POD_CPU, "memory": POD_MEMORY}, limits=limits
+        ),
+        # GPU node pools are usually tainted so that only GPU work lands there.
+        tolerations=[
+            k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+        ],
+        container_security_context=k8s.V1SecurityContext(
+            run_as_non_root=True, allow_privilege_escalation=False
+        ),
+        labels={"app.kubernetes.io/name": "nightshift-trainer", "nightshift/pipeline": pipeline},
+        # On error, Kubernetes keeps the log's last lines as the termination message.
+        termination_message_policy="FallbackToLogsOnError",
+        # A GPU node may have to be started by the autoscaler first.
+        startup_timeout_seconds=900,
+        get_logs=True,
+        log_events_on_failure=True,
+        on_finish_action="delete_pod",
+    )
