@@ -101,6 +101,7 @@ def train(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
         json.dumps({"version": manifest["version"], "ds": day.isoformat()}),
     )
     log.info("trained %s %s in %.0fs", pipeline, manifest["version"], time.perf_counter() - started)
+    plot_key = _plot_holdout(lake, manifest)
     return {
         "version": manifest["version"],
         "models": {k: v["metrics"] for k, v in manifest["models"].items()},
@@ -109,7 +110,27 @@ def train(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
             k: manifest.get(k) for k in ("plays_rows", "train_rows", "test_rows", "candidate_rows")
         },
         "timings": manifest.get("timings", {}),
+        "plot": plot_key,
     }
+
+
+def _plot_holdout(lake, manifest: dict) -> str | None:
+    """Draw the run's ROC and calibration curves next to its manifest (a picture for ops)."""
+    import io
+
+    import pandas as pd
+
+    from mlcore.plots import holdout_figure_png
+
+    key = manifest.get("holdout_key")
+    if not key:
+        return None
+    holdout = pd.read_parquet(io.BytesIO(lake.read_bytes(key)))
+    cols = [c for c in holdout.columns if not c.startswith("p_skip_champion_")]
+    title = f"{manifest['pipeline']} {manifest['version']} ({len(holdout):,} holdout rows)"
+    png_key = f"{models_prefix(manifest['pipeline'], manifest['version'])}/holdout.png"
+    lake.write_bytes(png_key, holdout_figure_png(holdout[cols], title))
+    return png_key
 
 
 def trained_version(pipeline: str, ds: dt.date, settings: Settings | None = None) -> str:

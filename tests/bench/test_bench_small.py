@@ -1,0 +1,45 @@
+"""`nightshift bench` end to end at a small scale (the timings themselves are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from mlcore.bench import STAGES
+from mlcore.cli import main
+
+
+def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(
+        [
+            "bench",
+            "music_skip",
+            "--users",
+            "80",
+            "--days",
+            "21",
+            "--seed",
+            "3",
+            "--repeat",
+            "2",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["session_events"] > 1000
+    assert len(result["runs"]) == 2
+    for run in result["runs"]:
+        assert [s["stage"] for s in run["stages"]] == [label for label, _, _ in STAGES]
+        for stage in run["stages"]:
+            assert stage["seconds"] >= 0 and stage["peak_rss_mb"] > 0
+            assert stage["rows_out"] is not None
+    ingest = result["runs"][0]["stages"][0]
+    assert ingest["rows_in"] >= ingest["rows_out"] > 0
+    # The same ds run twice from an empty and then a full warehouse publishes the same rows.
+    assert result["reruns_identical"] is True
+    printed = capsys.readouterr().out
+    assert "validate+quarantine" in printed and "re-runs publish identical marts: True" in printed
