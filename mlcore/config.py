@@ -41,6 +41,8 @@ class Settings:
     # How much worse than the champion (in the gate metric) a candidate may be and still publish.
     champion_tolerance: float = 0.005
     seed: int = 42
+    # DuckDB's memory limit per connection; beyond it, big joins and sorts spill to disk.
+    duckdb_memory_limit: str = "6GB"
     # music_skip's cache plan: daily storage budget; None keeps today's total cost.
     cache_budget: float | None = None
 
@@ -92,6 +94,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_bad_row_share=_float(env, "MAX_BAD_ROW_SHARE", d.max_bad_row_share),
         champion_tolerance=_float(env, "CHAMPION_TOLERANCE", d.champion_tolerance),
         seed=int(_float(env, "SEED", d.seed)),
+        duckdb_memory_limit=env.get(PREFIX + "DUCKDB_MEMORY_LIMIT", d.duckdb_memory_limit),
         cache_budget=(
             _float(env, "CACHE_BUDGET", 0.0) if env.get(PREFIX + "CACHE_BUDGET") else None
         ),

@@ -92,39 +92,42 @@ def _jsonl_select(spec: TableSpec) -> str:
         "when not _valid then 'not a JSON object' "
         f"else nullif(concat_ws('; ', {', '.join(problems)}), '') end"
     )
+    # One streaming pass: lines are read, parsed and cast without materialising the raw text;
+    # only rejected lines keep theirs (cut to MAX_REJECTED_LINE_CHARS) for ops.rejected_lines.
     return f"""
-        with parsed as (
+        with lines as (
+            -- The unit separator never appears unescaped in valid JSON: one line, one field.
+            select ordinality as line, raw
+            from read_csv(?, columns = {{'raw': 'varchar'}}, header = false, delim = e'\\x1f',
+                          quote = '', escape = '', auto_detect = false, strict_mode = false,
+                          null_padding = true)
+            with ordinality
+        ), parsed as (
             -- json_* functions raise on malformed text, so only valid lines reach them
             select line, raw, case when json_valid(raw) then raw end as j
-            from _lines
+            from lines
             where raw is not null and trim(raw) <> ''
         ), typed as (
             select *, j is not null as _parsed,
                    coalesce(json_type(j) = 'OBJECT', false) as _valid
             from parsed
+        ), checked as (
+            select line, raw, {reason} as _reason,
+                   {", ".join(values)},
+                   case when _valid
+                        then list_filter(json_keys(j), lambda k: k not in ({declared}))
+                        end as _extra_keys
+            from typed
         )
-        select line, raw, {reason} as _reason,
-               {", ".join(values)},
-               case when _valid then list_filter(json_keys(j), lambda k: k not in ({declared}))
-                    end as _extra_keys
-        from typed
+        select * replace (
+            case when _reason is not null then left(raw, {MAX_REJECTED_LINE_CHARS}) end as raw
+        )
+        from checked
     """
 
 
 def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> None:
-    # The unit separator never appears unescaped in valid JSON, so each line is one field.
-    con.execute(
-        """
-        create or replace temp table _lines as
-        select ordinality as line, raw
-        from read_csv(?, columns = {'raw': 'varchar'}, header = false, delim = e'\\x1f',
-                      quote = '', escape = '', auto_detect = false, strict_mode = false,
-                      null_padding = true)
-        with ordinality
-        """,
-        [str(path)],
-    )
-    con.execute(f"create or replace temp table _parsed as {_jsonl_select(spec)}")
+    con.execute(f"create or replace temp table _parsed as {_jsonl_select(spec)}", [str(path)])
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> None:
@@ -136,17 +139,6 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
     header_lines = 1 if spec.csv_header else 0
     cols = "{" + ", ".join(f"'{c}': 'varchar'" for c in spec.columns) + "}"
     con.execute("drop table if exists _csv_rejects; drop table if exists _csv_scans")
-    con.execute(
-        f"""
-        create or replace temp table _text as
-        select ordinality + {header_lines} as line, *
-        from read_csv(?, columns = {cols}, header = {str(spec.csv_header).lower()},
-                      delim = ?, auto_detect = false, store_rejects = true,
-                      rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')
-        with ordinality
-        """,
-        [str(path), spec.csv_delimiter],
-    )
     values, problems = [], []
     for col, typ in spec.columns.items():
         q = _quote(col)
@@ -155,17 +147,32 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
             f"case when {q} is not null and {q} <> '' and try_cast({q} as {typ}) is null "
             f"then '{col}: cannot read ' || left({q}, 60) || ' as {typ}' end"
         )
+    text_cols = ", ".join(_quote(c) for c in spec.columns)
+    # One streaming pass, as for JSONL; the text of a row is kept only when it is rejected.
     con.execute(
         f"""
         create or replace temp table _parsed as
-        select line, concat_ws(',', {", ".join(_quote(c) for c in spec.columns)}) as raw,
-               nullif(concat_ws('; ', {", ".join(problems)}), '') as _reason,
-               {", ".join(values)}, []::varchar[] as _extra_keys
-        from _text
-        union all by name
-        select line, csv_line as raw, error_type || ': ' || error_message as _reason
-        from _csv_rejects
-        """
+        with text as (
+            select ordinality + {header_lines} as line, *
+            from read_csv(?, columns = {cols}, header = {str(spec.csv_header).lower()},
+                          delim = ?, auto_detect = false, store_rejects = true,
+                          rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')
+            with ordinality
+        ), checked as (
+            select line, nullif(concat_ws('; ', {", ".join(problems)}), '') as _reason,
+                   {", ".join(values)}, concat_ws(',', {text_cols}) as raw
+            from text
+        )
+        select * replace (case when _reason is not null then raw end as raw),
+               []::varchar[] as _extra_keys
+        from checked
+        """,
+        [str(path), spec.csv_delimiter],
+    )
+    # Rows with the wrong field count never reach the select: DuckDB's reject store has them.
+    con.execute(
+        "insert into _parsed by name select line, csv_line as raw, "
+        "error_type || ': ' || error_message as _reason from _csv_rejects"
     )
 
 
@@ -220,8 +227,7 @@ def ingest_table(
         con.execute("rollback")
         raise
     finally:
-        con.execute("drop table if exists _lines; drop table if exists _parsed")
-        con.execute("drop table if exists _text")
+        con.execute("drop table if exists _parsed")
     seconds = time.perf_counter() - started
     log.info("ingested %s: %s rows, %s rejected lines, %.1fs", table, rows, rejected, seconds)
     return TableLoad(spec.name, key, rows, rejected, seconds)

@@ -46,7 +46,7 @@ def ingest(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.ingest import ingest_delivery
 
     s, day = _settings(settings), parse_ds(ds)
-    with open_warehouse(s.warehouse) as con:
+    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
         return ingest_delivery(con, open_lake(s), get_source(source), day).summary()
 
 
@@ -55,7 +55,7 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.validate import validate_source
 
     s, day = _settings(settings), parse_ds(ds)
-    with open_warehouse(s.warehouse) as con:
+    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
         report = validate_source(
             con, open_lake(s), get_source(source), day, max_bad_row_share=s.max_bad_row_share
         )
@@ -68,7 +68,7 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    with open_warehouse(s.warehouse) as con:
+    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
         steps = run_sql_dir(con, pipeline, {"ds": day})
         exported = {}
         with tempfile.TemporaryDirectory(prefix="nightshift-features-") as tmp:
@@ -147,7 +147,7 @@ def gate(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
 
     s, day = _settings(settings), parse_ds(ds)
     version = trained_version(pipeline, day, s)
-    with open_warehouse(s.warehouse) as con:
+    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
         decisions = gate_run(con, open_lake(s), pipeline, version, tolerance=s.champion_tolerance)
     unserved = {m: d["reason"] for m, d in decisions.items() if not d.get("serving_version")}
     if unserved:
@@ -163,7 +163,7 @@ def publish(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    with open_warehouse(s.warehouse) as con:
+    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
         serving = serving_versions(con, pipeline)
         selects = spec.load(spec.publisher)(con, lake, day, s, serving)
         return publish_tables(

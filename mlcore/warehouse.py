@@ -34,16 +34,22 @@ def ident(name: str) -> str:
     return name
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse file, creating it, its schemas and the ops tables when writable."""
+def connect(
+    path: str | Path, *, read_only: bool = False, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file, creating it, its schemas and the ops tables when writable.
+
+    ``memory_limit`` (e.g. "6GB") bounds DuckDB's memory; bigger work spills to ``<file>.tmp``.
+    """
+    config = {"memory_limit": memory_limit} if memory_limit else {}
     path = Path(path)
     if read_only:
         if not path.exists():
             raise WarehouseError(f"no warehouse at {path}: run a pipeline first")
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config=config)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(path))
+        con = duckdb.connect(str(path), config=config)
     except duckdb.IOException as exc:
         raise WarehouseError(f"cannot open {path} for writing (another writer?): {exc}") from exc
     con.execute((SQL_ROOT / "_platform" / "00_schemas_and_ops.sql").read_text())
@@ -51,8 +57,10 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 @contextlib.contextmanager
-def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator:
-    con = connect(path, read_only=read_only)
+def open_warehouse(
+    path: str | Path, *, read_only: bool = False, memory_limit: str | None = None
+) -> Iterator:
+    con = connect(path, read_only=read_only, memory_limit=memory_limit)
     try:
         yield con
     finally:
