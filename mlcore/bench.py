@@ -85,7 +85,8 @@ def marts_digest(warehouse: Path, ds: dt.date) -> str:
     import duckdb
 
     h = hashlib.sha256()
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    config = {"enable_progress_bar": False}
+    with duckdb.connect(str(warehouse), read_only=True, config=config) as con:
         for table in MARTS:
             row = con.execute(
                 f"select count(*), sum(md5_number(t::varchar)) from marts.{table} t where ds = ?",
