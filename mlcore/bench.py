@@ -85,8 +85,8 @@ def marts_digest(warehouse: Path, ds: dt.date) -> str:
     import duckdb
 
     h = hashlib.sha256()
-    config = {"enable_progress_bar": False}
-    with duckdb.connect(str(warehouse), read_only=True, config=config) as con:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("set enable_progress_bar = false")
         for table in MARTS:
             row = con.execute(
                 f"select count(*), sum(md5_number(t::varchar)) from marts.{table} t where ds = ?",
