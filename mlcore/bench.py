@@ -78,7 +78,8 @@ def _rows(label: str, out: dict, previous: dict) -> tuple[int | None, int | None
 def marts_digest(warehouse: Path, ds: dt.date) -> str:
     """A digest of every published mart partition for ``ds`` (to compare two runs).
 
-    Computed inside DuckDB (an order-free sum of per-row md5s, plus the row count): fetching
+    Computed inside DuckDB (an order-free xor of per-row md5s, plus the row count; a sum would
+    be a DOUBLE in DuckDB, whose parallel additions are not repeatable): fetching
     millions of rows into this parent process would raise its peak memory, and the children
     forked after it would report that inherited peak as their own.
     """
@@ -89,7 +90,8 @@ def marts_digest(warehouse: Path, ds: dt.date) -> str:
         con.execute("set enable_progress_bar = false")
         for table in MARTS:
             row = con.execute(
-                f"select count(*), sum(md5_number(t::varchar)) from marts.{table} t where ds = ?",
+                f"select count(*), bit_xor(md5_number(t::varchar)) "
+                f"from marts.{table} t where ds = ?",
                 [ds],
             ).fetchone()
             h.update(f"{table}:{row[0]}:{row[1]}".encode())
