@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -161,8 +162,6 @@ def bench(*, users: int, days: int, seed: int, workdir: Path, repeat: int = 1, l
     counts = json.loads(marker.read_text())
     warehouse.unlink(missing_ok=True)  # the first run starts from an empty warehouse
     for stale in ("features", "models", "predictions", "outputs", "reports"):
-        import shutil
-
         shutil.rmtree(lake / stale, ignore_errors=True)
 
     env = dict(

@@ -18,7 +18,7 @@ import duckdb
 
 from mlcore.lake import Lake, raw_prefix
 from mlcore.sources import SourceSpec, TableSpec
-from mlcore.warehouse import ident, table_exists
+from mlcore.warehouse import ident, table_exists, transaction
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,9 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
 
 
 def ingest_table(
-    con: duckdb.DuckDBPyConnection, lake: Lake, source: SourceSpec, spec: TableSpec, ds, local
+    con: duckdb.DuckDBPyConnection, source: SourceSpec, spec: TableSpec, ds: dt.date, local: Path
 ) -> TableLoad:
+    """Load one file of the delivery (already in the local folder ``local``) into its table."""
     started = time.perf_counter()
     key = f"{raw_prefix(source.name, ds)}/{spec.file}"
     path = Path(local) / spec.file
@@ -196,36 +197,32 @@ def ingest_table(
     """
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     params = [key, now, ds]
-    con.execute("begin transaction")
     try:
-        if not table_exists(con, table):
-            con.execute(f"create table {table} as {good} limit 0", params)
-        if spec.kind == "snapshot":
-            # A snapshot replaces the table: it holds exactly the latest delivery.
-            con.execute(f"delete from {table}")
-        else:
-            con.execute(f"delete from {table} where ds = ?", [ds])
-        con.execute(f"insert into {table} by name {good}", params)
-        con.execute(
-            "delete from ops.rejected_lines where source = ? and table_name = ? and ds = ?",
-            [source.name, spec.name, ds],
-        )
-        con.execute(
-            f"""
-            insert into ops.rejected_lines
-            select ?, ?, ?, ?, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
-            from _parsed where _reason is not null
-            """,
-            [source.name, spec.name, ds, key, now],
-        )
-        rows, rejected = con.execute(
-            "select count(*) filter (where _reason is null), "
-            "count(*) filter (where _reason is not null) from _parsed"
-        ).fetchone()
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            if not table_exists(con, table):
+                con.execute(f"create table {table} as {good} limit 0", params)
+            if spec.kind == "snapshot":
+                # A snapshot replaces the table: it holds exactly the latest delivery.
+                con.execute(f"delete from {table}")
+            else:
+                con.execute(f"delete from {table} where ds = ?", [ds])
+            con.execute(f"insert into {table} by name {good}", params)
+            con.execute(
+                "delete from ops.rejected_lines where source = ? and table_name = ? and ds = ?",
+                [source.name, spec.name, ds],
+            )
+            con.execute(
+                f"""
+                insert into ops.rejected_lines
+                select ?, ?, ?, ?, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
+                from _parsed where _reason is not null
+                """,
+                [source.name, spec.name, ds, key, now],
+            )
+            rows, rejected = con.execute(
+                "select count(*) filter (where _reason is null), "
+                "count(*) filter (where _reason is not null) from _parsed"
+            ).fetchall()[0]
     finally:
         con.execute("drop table if exists _parsed")
     seconds = time.perf_counter() - started
@@ -250,5 +247,5 @@ def ingest_delivery(
     report = IngestReport(source.name, ds)
     with lake.local_dir(prefix) as local:
         for spec in source.tables:
-            report.tables[spec.name] = ingest_table(con, lake, source, spec, ds, local)
+            report.tables[spec.name] = ingest_table(con, source, spec, ds, local)
     return report

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from mlcore.lake import Lake, outputs_prefix
-from mlcore.warehouse import ident, table_exists
+from mlcore.warehouse import replace_rows, transaction
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,14 @@ def publish_tables(
     """
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     counts: dict[str, int] = {}
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         for name, select_sql in selects.items():
-            table = ident(f"marts.{name}")
-            if not table_exists(con, table):
-                con.execute(f"create table {table} as select * from ({select_sql}) limit 0")
-            con.execute(f"delete from {table} where ds = ?", [ds])
-            con.execute(f"insert into {table} by name select * from ({select_sql})")
             bad = con.execute(f"select count(*) from ({select_sql}) where ds <> ?", [ds])
-            if bad.fetchone()[0]:
-                raise ValueError(f"{table}: rows for another ds than {ds} in the publish query")
-            counts[name] = con.execute(
-                f"select count(*) from {table} where ds = ?", [ds]
-            ).fetchone()[0]
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+            if bad.fetchall()[0][0]:
+                raise ValueError(
+                    f"marts.{name}: rows for another ds than {ds} in the publish query"
+                )
+            counts[name] = replace_rows(con, f"marts.{name}", ds, select_sql)
 
     outputs = {}
     for name in selects:

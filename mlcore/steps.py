@@ -59,7 +59,7 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
         report = validate_source(
             con, open_lake(s), get_source(source), day, max_bad_row_share=s.max_bad_row_share
         )
-    return report.summary() if hasattr(report, "summary") else {"run_id": report.run_id}
+    return report.summary()
 
 
 def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> dict:

@@ -76,25 +76,41 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(row[0])
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator:
+    """Commit what the block did, or roll all of it back if it raises."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def replace_rows(
+    con: duckdb.DuckDBPyConnection, table: str, ds: dt.date, select_sql: str, params=None
+) -> int:
+    """Inside the caller's transaction: make partition ``ds`` of ``table`` the select's rows.
+
+    The select must produce the table's columns, ``ds`` among them; the table is created from
+    it when missing. Returns the partition's row count.
+    """
+    table = ident(table)
+    if not table_exists(con, table):
+        con.execute(f"create table {table} as select * from ({select_sql}) limit 0", params)
+    con.execute(f"delete from {table} where ds = ?", [ds])
+    con.execute(f"insert into {table} by name select * from ({select_sql})", params)
+    return con.execute(f"select count(*) from {table} where ds = ?", [ds]).fetchall()[0][0]
+
+
 def replace_partition(
     con: duckdb.DuckDBPyConnection, table: str, ds: dt.date, select_sql: str, params=None
 ) -> int:
     """Replace the ``ds`` partition of ``table`` with the rows of ``select_sql``, atomically.
 
-    The select must produce the table's columns, ``ds`` among them. Delete and insert run in
-    one transaction: readers see yesterday's rows or today's, never a mix, and a failure
-    leaves the partition as it was.
+    Delete and insert run in one transaction: readers see yesterday's rows or today's, never a
+    mix, and a failure leaves the partition as it was.
     """
-    table = ident(table)
-    con.execute("begin transaction")
-    try:
-        if not table_exists(con, table):
-            con.execute(f"create table {table} as select * from ({select_sql}) limit 0", params)
-        con.execute(f"delete from {table} where ds = ?", [ds])
-        con.execute(f"insert into {table} by name select * from ({select_sql})", params)
-        n = con.execute(f"select count(*) from {table} where ds = ?", [ds]).fetchone()[0]
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    return n
+    with transaction(con):
+        return replace_rows(con, table, ds, select_sql, params)
