@@ -8,6 +8,9 @@
 ARG BASE_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${BASE_IMAGE}
 
+# A package mirror for builds without PyPI (docker/build-local.sh serves the locked wheels
+# there); unset, pip uses PyPI.
+ARG PIP_INDEX_URL
 WORKDIR /opt/airflow
 COPY --chown=airflow:0 pyproject.toml README.md ./
 COPY --chown=airflow:0 mlcore/ mlcore/

@@ -14,6 +14,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
+# A package mirror for builds without PyPI (docker/build-local.sh serves the locked wheels
+# there); unset, pip uses PyPI.
+ARG PIP_INDEX_URL
 WORKDIR /opt/nightshift
 COPY pyproject.toml README.md ./
 COPY mlcore/ mlcore/

@@ -202,16 +202,49 @@ def _docker_operator_class() -> type[DockerOperator]:
             self._private_environment = {**self._private_environment, **private}
             lake = Path(self.lake)
             if not self.lake.startswith("s3://") and self.user is None and lake.is_dir():
+                # The container writes as the lake's owner, so that what it leaves stays the
+                # owner's (root only where the worker itself runs as root).
                 st = lake.stat()
-                if st.st_uid == 0:  # never run the trainer as root because the lake is root's
-                    return
                 self.user = f"{st.st_uid}:{st.st_gid}"
                 # That uid may have no home in the image: give Keras and matplotlib one.
                 self.environment.setdefault("HOME", "/tmp")
 
         def execute(self, context: Any) -> Any:
+            from airflow.providers.docker.exceptions import DockerContainerFailedException
+            from airflow.sdk.exceptions import AirflowException
+            from docker.errors import DockerException
+
             self.prepare_lake()
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except DockerContainerFailedException as exc:
+                raise AirflowException(self.exit_reason(exc.logs or [])) from exc
+            except DockerException as exc:
+                raise AirflowException(docker_error_reason(self.image, exc)) from exc
+            finally:
+                self.remove_container()
+
+        def exit_reason(self, logs: Sequence[str]) -> str:
+            """Why the trainer container stopped with a non-zero exit code, in one line."""
+            state = self.cli.inspect_container(self.container["Id"])["State"]
+            code = state.get("ExitCode")
+            if state.get("OOMKilled"):
+                return f"trainer container ran out of memory and was killed (exit code {code})"
+            if code is not None and code > 128:
+                signal_name = {137: "SIGKILL", 143: "SIGTERM"}.get(code, f"signal {code - 128}")
+                return f"trainer container was killed by {signal_name} (exit code {code})"
+            return f"trainer container exited with code {code}: {last_error(logs)}"
+
+        def remove_container(self) -> None:
+            """Remove the container once its state has been read (its log is in Airflow)."""
+            if self.container is None:
+                return
+            from docker.errors import DockerException
+
+            try:
+                self.cli.remove_container(self.container["Id"], force=True)
+            except DockerException as exc:  # already gone: nothing to clean up
+                log.info("could not remove container %s: %s", self.container["Id"][:12], exc)
 
     return TrainerDockerOperator
 
@@ -244,9 +277,24 @@ def docker_train(pipeline: str, settings: Settings) -> DockerOperator:
         mounts=mounts,
         mount_tmp_dir=False,
         network_mode="host",
-        # Keep a failed container for `docker inspect`; the logs are in Airflow already.
-        auto_remove="success",
+        # The operator removes the container itself, after reading why it stopped.
+        auto_remove="never",
     )
+
+
+def docker_error_reason(image: str, exc: Exception) -> str:
+    """One line for an error of the Docker engine around the trainer container."""
+    from docker.errors import APIError, ImageNotFound
+
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    explanation = " ".join(str(explanation).split())
+    if isinstance(exc, ImageNotFound) or (
+        isinstance(exc, APIError) and ("pull" in explanation or "manifest" in explanation)
+    ):
+        return f"trainer image {image!r} is not on this Docker engine and could not be pulled: " + (
+            explanation
+        )
+    return f"trainer container could not run ({type(exc).__name__}): {explanation}"
 
 
 # --- kubernetes: a pod of the trainer image ----------------------------------------------------

@@ -1,0 +1,16 @@
+# Stand-in for postgres:<version>: Debian's PostgreSQL on the local Debian base, with the
+# official image's POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB first-start convention and
+# its data folder. Built by docker/build-local.sh.
+ARG BASE_IMAGE=nightshift-local/debian:bookworm
+FROM ${BASE_IMAGE}
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && mkdir -p /var/lib/postgresql/data /var/run/postgresql \
+    && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql
+
+ENV PGDATA=/var/lib/postgresql/data
+COPY docker/local/postgres-entrypoint.sh /entrypoint
+USER postgres
+ENTRYPOINT ["/entrypoint"]

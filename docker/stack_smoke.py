@@ -1,0 +1,229 @@
+"""Smoke test of the running compose stack: `make stack-smoke`.
+
+What ops would do by hand, through the stack's own front doors:
+
+1. wait for the api-server to report healthy (metadatabase, scheduler, triggerer, dag-processor);
+2. log in (the simple auth manager's generated admin password, read in the api-server
+   container) and wait until the dag-processor has parsed ``music_skip``;
+3. deliver a small synthetic Pozytywka day into the stack's S3 lake, for the ``ds`` the
+   scheduler would run next;
+4. trigger ``music_skip`` for that ``ds`` through the REST API, unpause it, wait for the run;
+5. check the published mart: rows in ``marts.skip_scores`` of the scheduler's warehouse, and the
+   same number of rows in the lake's ``outputs/skip_scores/ds=…/`` Parquet.
+
+Exits 0 and prints a summary when all of that holds; exits 1 with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+API = os.environ.get("NIGHTSHIFT_STACK_API", "http://127.0.0.1:8080")
+S3_ENDPOINT = os.environ.get("NIGHTSHIFT_STACK_S3", "http://127.0.0.1:9000")
+LAKE = "s3://nightshift/lake"
+# The compose file's development defaults (docker/.env overrides them there and here).
+S3_KEY = os.environ.get("MINIO_ROOT_USER", "nightshift")
+S3_SECRET = os.environ.get("MINIO_ROOT_PASSWORD", "nightshift-dev-secret")
+DAG_ID = "music_skip"
+PASSWORDS_FILE = "/opt/airflow/simple_auth_manager_passwords.json.generated"
+
+
+class SmokeFailed(RuntimeError):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"stack-smoke: {message}", flush=True)
+
+
+def compose(*args: str) -> subprocess.CompletedProcess:
+    command = os.environ.get("COMPOSE", "docker-compose").split()
+    files = ["-f", "docker/docker-compose.yml", "-f", "docker/docker-compose.local.yml"]
+    return subprocess.run(
+        [*command, *files, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def http(method: str, path: str, token: str | None = None, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        API + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:300]
+        raise SmokeFailed(f"{method} {path} answered {exc.code}: {detail}") from None
+
+
+def wait_for(what: str, check, timeout: float, every: float = 3.0):
+    """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (OSError, SmokeFailed) as exc:
+            last_error = exc
+        time.sleep(every)
+    raise SmokeFailed(f"timed out after {timeout:.0f} s waiting for {what} ({last_error})")
+
+
+def healthy() -> bool:
+    status = http("GET", "/api/v2/monitor/health")
+    return all(part.get("status") == "healthy" for part in status.values() if part)
+
+
+def login() -> str:
+    result = compose("exec", "-T", "airflow-apiserver", "cat", PASSWORDS_FILE)
+    if result.returncode != 0:
+        raise SmokeFailed(f"no admin password in the api-server: {result.stderr.strip()}")
+    password = json.loads(result.stdout)["admin"]
+    return http("POST", "/auth/token", body={"username": "admin", "password": password})[
+        "access_token"
+    ]
+
+
+def deliver(ds: dt.date, users: int) -> None:
+    """A synthetic Pozytywka day (the real defects included) into the stack's S3 lake."""
+    from mlcore.config import Settings
+    from mlcore.lake import LocalLake, open_lake
+    from mlcore.synth.pozytywka import write_delivery
+
+    lake = open_lake(
+        Settings(
+            lake=LAKE,
+            s3_endpoint=S3_ENDPOINT,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+        )
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_delivery(Path(tmp), ds, users=users, days=21, seed=7, defects=True)
+        keys = LocalLake(Path(tmp)).list("raw")
+        for key in keys:
+            lake.put_file(Path(tmp) / key, key)
+    say(f"delivered {len(keys)} raw files for ds={ds} to {LAKE}")
+
+
+def published_rows(ds: dt.date) -> tuple[int, int]:
+    """(rows of marts.skip_scores for ds in the warehouse, rows in the lake's Parquet)."""
+    import boto3
+    import pyarrow.parquet as pq
+
+    query = (
+        "import duckdb, os; con = duckdb.connect(os.environ['NIGHTSHIFT_WAREHOUSE'], "
+        f"read_only=True); print(con.execute(\"select count(*) from marts.skip_scores where "
+        f"ds = '{ds}'\").fetchall()[0][0])"
+    )
+    result = compose("exec", "-T", "airflow-scheduler", "python", "-c", query)
+    if result.returncode != 0:
+        raise SmokeFailed(f"could not read the warehouse: {result.stderr.strip()[-300:]}")
+    mart_rows = int(result.stdout.strip())
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=S3_ENDPOINT,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
+    prefix = f"lake/outputs/skip_scores/ds={ds}/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="nightshift", Prefix=prefix)["Contents"]]
+    lake_rows = sum(
+        pq.read_table(io.BytesIO(s3.get_object(Bucket="nightshift", Key=k)["Body"].read())).num_rows
+        for k in keys
+        if k.endswith(".parquet")
+    )
+    return mart_rows, lake_rows
+
+
+def smoke(users: int, timeout: float) -> None:
+    started = time.monotonic()
+    wait_for("the api-server to be healthy", healthy, timeout=300)
+    token = login()
+    dag = wait_for(
+        f"the dag-processor to parse {DAG_ID}",
+        lambda: http("GET", f"/api/v2/dags/{DAG_ID}", token),
+        timeout=300,
+    )
+    # The ds the scheduler would run next (catchup is off): the day that has just ended.
+    logical = dag.get("next_dagrun_logical_date") or (
+        dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    ).strftime("%Y-%m-%dT00:00:00Z")
+    ds = dt.date.fromisoformat(logical[:10])
+    deliver(ds, users)
+
+    run_id = f"smoke__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    http(
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/dagRuns",
+        token,
+        {"dag_run_id": run_id, "logical_date": logical, "note": "make stack-smoke"},
+    )
+    http("PATCH", f"/api/v2/dags/{DAG_ID}", token, {"is_paused": False})
+    say(f"triggered {DAG_ID} run {run_id} for ds={ds}; waiting for it")
+
+    last = {}
+
+    def finished():
+        run = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", token)
+        tis = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", token)
+        states = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
+        if states != last:
+            last.clear()
+            last.update(states)
+            say(", ".join(f"{task}={state}" for task, state in states.items()))
+        return run["state"] if run["state"] in ("success", "failed") else None
+
+    state = wait_for(f"run {run_id}", finished, timeout=timeout, every=5)
+    if state != "success":
+        failed = [task for task, s in last.items() if s == "failed"]
+        raise SmokeFailed(
+            f"run {run_id} {state} at {', '.join(failed) or '?'}: see the task log in the UI "
+            f"({API}/dags/{DAG_ID}/runs/{run_id}) or `docker-compose logs airflow-scheduler`"
+        )
+    mart_rows, lake_rows = published_rows(ds)
+    if mart_rows == 0 or mart_rows != lake_rows:
+        raise SmokeFailed(
+            f"marts.skip_scores has {mart_rows} rows for ds={ds}, the lake's Parquet {lake_rows}"
+        )
+    say(
+        f"OK: {DAG_ID} ds={ds} succeeded; marts.skip_scores {mart_rows:,} rows = lake "
+        f"outputs/skip_scores/ds={ds} {lake_rows:,} rows ({time.monotonic() - started:.0f} s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=120, help="synthetic users (default 120)")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds for the run")
+    args = parser.parse_args(argv)
+    try:
+        smoke(args.users, args.timeout)
+    except SmokeFailed as exc:
+        print(f"stack-smoke: FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
