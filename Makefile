@@ -5,13 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export NIGHTSHIFT_LOG_LEVEL ?= WARNING
 
-.PHONY: help bootstrap demo test test-fast lint format airflow clean
+.PHONY: help bootstrap demo test test-fast lint format airflow clean images docker-e2e \
+	stack-up stack-smoke stack-password stack-down
 
 help:
 	@echo "make demo     synthesise data, run the music_skip DAG for two nights, print what was published"
 	@echo "make test     the test suite (unit, SQL, data, DAG, end to end)"
 	@echo "make lint     ruff check + format check"
 	@echo "make airflow  Airflow standalone UI on http://127.0.0.1:8080 with this repo's DAGs"
+	@echo "make images   build the trainer and Airflow images here, no registry needed (docker/)"
+	@echo "make docker-e2e  music_skip with the docker train backend, against the local backend"
+	@echo "make stack-up / stack-smoke / stack-down  the compose stack; the smoke runs music_skip"
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -44,3 +48,26 @@ airflow: bootstrap
 
 clean:
 	rm -rf lake warehouse .airflow
+
+# --- containers (docker/README.md): not part of `make test`, they need a Docker engine ---------
+COMPOSE ?= $(shell docker compose version > /dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+STACK := $(COMPOSE) -p nightshift -f docker/docker-compose.yml -f docker/docker-compose.local.yml
+
+images: bootstrap
+	docker/build-local.sh
+
+docker-e2e: images
+	$(PY) -m pytest -q -p no:cacheprovider -m docker tests/docker
+
+stack-up: images
+	$(STACK) up -d --no-build
+	@echo "Airflow: http://127.0.0.1:8080 (admin; password: make stack-password)"
+
+stack-smoke: stack-up
+	COMPOSE="$(STACK)" $(PY) docker/stack_smoke.py
+
+stack-password:
+	@$(STACK) exec -T airflow-apiserver cat /opt/airflow/simple_auth_manager_passwords.json.generated
+
+stack-down:
+	$(STACK) down --volumes --remove-orphans

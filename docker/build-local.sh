@@ -163,7 +163,7 @@ build() {  # build <tag> <dockerfile> [--build-arg …]: from the repo root, wit
     shift 2
     say "building $tag ($dockerfile)"
     start=$(date +%s.%N)
-    docker build --network host --build-arg "PIP_INDEX_URL=$INDEX_URL" -f "$REPO/$dockerfile" \
+    docker build --force-rm --network host --build-arg "PIP_INDEX_URL=$INDEX_URL" -f "$REPO/$dockerfile" \
         -t "$tag" "$@" "$REPO" > "$STATE/build-${tag//[:\/]/_}.log" 2>&1 \
         || { tail -20 "$STATE/build-${tag//[:\/]/_}.log" >&2; die "building $tag failed (log: $STATE/build-${tag//[:\/]/_}.log)"; }
     BUILT+=("$tag $(awk "BEGIN { print $(date +%s.%N) - $start }")")

@@ -48,11 +48,15 @@ def say(message: str) -> None:
     print(f"stack-smoke: {message}", flush=True)
 
 
+# The stack's compose command, as `make stack-smoke` passes it.
+COMPOSE = os.environ.get("COMPOSE") or (
+    "docker-compose -p nightshift -f docker/docker-compose.yml -f docker/docker-compose.local.yml"
+)
+
+
 def compose(*args: str) -> subprocess.CompletedProcess:
-    command = os.environ.get("COMPOSE", "docker-compose").split()
-    files = ["-f", "docker/docker-compose.yml", "-f", "docker/docker-compose.local.yml"]
     return subprocess.run(
-        [*command, *files, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [*COMPOSE.split(), *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 
@@ -131,7 +135,7 @@ def published_rows(ds: dt.date) -> tuple[int, int]:
 
     query = (
         "import duckdb, os; con = duckdb.connect(os.environ['NIGHTSHIFT_WAREHOUSE'], "
-        f"read_only=True); print(con.execute(\"select count(*) from marts.skip_scores where "
+        f'read_only=True); print(con.execute("select count(*) from marts.skip_scores where '
         f"ds = '{ds}'\").fetchall()[0][0])"
     )
     result = compose("exec", "-T", "airflow-scheduler", "python", "-c", query)

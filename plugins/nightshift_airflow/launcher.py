@@ -215,12 +215,16 @@ def _docker_operator_class() -> type[DockerOperator]:
             from docker.errors import DockerException
 
             self.prepare_lake()
+            image_missing = False
             try:
+                # DockerOperator pulls an image that the engine does not have.
+                image_missing = not self.cli.images(name=self.image)
                 return super().execute(context)
             except DockerContainerFailedException as exc:
                 raise AirflowException(self.exit_reason(exc.logs or [])) from exc
             except DockerException as exc:
-                raise AirflowException(docker_error_reason(self.image, exc)) from exc
+                reason = docker_error_reason(self.image, exc, image_missing=image_missing)
+                raise AirflowException(reason) from exc
             finally:
                 self.remove_container()
 
@@ -282,17 +286,14 @@ def docker_train(pipeline: str, settings: Settings) -> DockerOperator:
     )
 
 
-def docker_error_reason(image: str, exc: Exception) -> str:
+def docker_error_reason(image: str, exc: Exception, *, image_missing: bool) -> str:
     """One line for an error of the Docker engine around the trainer container."""
-    from docker.errors import APIError, ImageNotFound
-
     explanation = getattr(exc, "explanation", None) or str(exc)
     explanation = " ".join(str(explanation).split())
-    if isinstance(exc, ImageNotFound) or (
-        isinstance(exc, APIError) and ("pull" in explanation or "manifest" in explanation)
-    ):
-        return f"trainer image {image!r} is not on this Docker engine and could not be pulled: " + (
-            explanation
+    if image_missing:
+        return (
+            f"trainer image {image!r} is not on this Docker engine and could not be pulled: "
+            f"{explanation}"
         )
     return f"trainer container could not run ({type(exc).__name__}): {explanation}"
 

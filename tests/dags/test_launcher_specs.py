@@ -137,11 +137,11 @@ def test_container_mounts_a_local_lake_at_the_same_path(tmp_path):
     assert mount["Type"] == "bind"
     assert op.environment["NIGHTSHIFT_LAKE"] == str(lake)
     assert op.network_mode == "host"
-    assert op.auto_remove in ("success", "force")
+    # The operator removes the container itself, once it has read why it stopped.
+    assert op.auto_remove == "never"
     assert op._private_environment == {}
-    # The container writes as the lake's owner (unless that is root), not as the image's user.
-    if lake.stat().st_uid != 0:
-        assert op.user == f"{lake.stat().st_uid}:{lake.stat().st_gid}"
+    # The container writes as the lake's owner, not as the image's user.
+    assert op.user == f"{lake.stat().st_uid}:{lake.stat().st_gid}"
 
 
 def test_container_gets_s3_credentials_privately_from_the_airflow_connection():
@@ -198,4 +198,67 @@ def test_local_trainer_fails_with_the_last_error_line():
         run_trainer([sys.executable, "-c", code])
     assert str(failure.value) == (
         "trainer exited with code 1: FileNotFoundError: no features for 2024-01-30"
+    )
+
+
+class FakeDockerClient:
+    """The one call `exit_reason` makes: the stopped container's state."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    def inspect_container(self, container_id: str) -> dict:
+        return {"Id": container_id, "State": self.state}
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (
+            {"ExitCode": 3, "OOMKilled": False},
+            "trainer container exited with code 3: "
+            "RuntimeError: CUDA error: an illegal memory access was encountered",
+        ),
+        (
+            {"ExitCode": 137, "OOMKilled": False},
+            "trainer container was killed by SIGKILL (exit code 137)",
+        ),
+        (
+            {"ExitCode": 137, "OOMKilled": True},
+            "trainer container ran out of memory and was killed (exit code 137)",
+        ),
+    ],
+)
+def test_a_failed_container_is_reported_in_one_line(tmp_path, monkeypatch, state, reason):
+    op = build(docker_settings(str(tmp_path)))
+    monkeypatch.setattr(type(op), "cli", property(lambda self: FakeDockerClient(state)))
+    op.container = {"Id": "0123456789ab"}
+    logs = [
+        "Epoch 3/20",
+        "Traceback (most recent call last):",
+        '  File "/opt/venv/bin/nightshift", line 8, in <module>',
+        "RuntimeError: CUDA error: an illegal memory access was encountered",
+        "",
+    ]
+    assert op.exit_reason(logs) == reason
+
+
+def test_engine_errors_say_whether_the_image_was_missing():
+    from docker.errors import APIError
+    from nightshift_airflow.launcher import docker_error_reason
+
+    no_registry = APIError(
+        "500 Server Error",
+        explanation='Get "https://registry-1.docker.io/v2/":\n dial tcp: no such host',
+    )
+    assert docker_error_reason("nightshift-trainer:x", no_registry, image_missing=True) == (
+        "trainer image 'nightshift-trainer:x' is not on this Docker engine and could not be "
+        'pulled: Get "https://registry-1.docker.io/v2/": dial tcp: no such host'
+    )
+    no_gpu = APIError(
+        "500", explanation='could not select device driver "" with capabilities: [[gpu]]'
+    )
+    assert docker_error_reason("nightshift-trainer:x", no_gpu, image_missing=False) == (
+        'trainer container could not run (APIError): could not select device driver "" with '
+        "capabilities: [[gpu]]"
     )

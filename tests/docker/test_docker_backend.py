@@ -219,23 +219,26 @@ def test_docker_backend_with_the_lake_on_s3(local_run, engine, tmp_path, s3_sett
 # --- containers that fail ----------------------------------------------------------------------
 
 
+CRASHING_TRAINER = """#!/bin/sh
+echo "Traceback (most recent call last):"
+echo "RuntimeError: CUDA error: an illegal memory access was encountered" >&2
+exit 3
+"""
+
+
 @pytest.fixture(scope="module")
-def crashing_image(engine):
+def crashing_image(engine, tmp_path_factory):
     """An image whose `nightshift` fails the way a broken trainer does: a traceback, exit 3."""
     tag = "nightshift-test/crashing-trainer:latest"
     base = "nightshift-local/python:3.11"
     if docker("image", "inspect", base, check=False).returncode != 0:
         pytest.skip(f"{base} is not built: run `make images`")
-    dockerfile = (
-        f"FROM {base}\n"
-        "RUN printf '#!/bin/sh\\necho \"Traceback (most recent call last):\"\\n"
-        'echo \\"RuntimeError: CUDA error: an illegal memory access was encountered\\" >&2\\n'
-        "exit 3\\n' > /usr/local/bin/nightshift && chmod 755 /usr/local/bin/nightshift\n"
-    )
+    context = tmp_path_factory.mktemp("crashing-trainer")
+    (context / "nightshift").write_text(CRASHING_TRAINER)
+    (context / "nightshift").chmod(0o755)
+    (context / "Dockerfile").write_text(f"FROM {base}\nCOPY nightshift /usr/local/bin/\n")
     subprocess.run(
-        ["docker", "build", "-q", "-t", tag, "-"],
-        input=dockerfile,
-        text=True,
+        ["docker", "build", "-q", "-t", tag, str(context)],
         check=True,
         capture_output=True,
         timeout=300,
