@@ -51,7 +51,8 @@ clean:
 
 # --- containers (docker/README.md): not part of `make test`, they need a Docker engine ---------
 COMPOSE ?= $(shell docker compose version > /dev/null 2>&1 && echo "docker compose" || echo docker-compose)
-STACK := $(COMPOSE) -p nightshift -f docker/docker-compose.yml -f docker/docker-compose.local.yml
+# docker-compose.yml + the local overlay, merged by compose, minus the published ports (host network)
+STACK := $(COMPOSE) -p nightshift -f docker/.compose.local.yml
 
 images: bootstrap
 	docker/build-local.sh
@@ -60,6 +61,7 @@ docker-e2e: images
 	$(PY) -m pytest -q -p no:cacheprovider -m docker tests/docker
 
 stack-up: images
+	$(PY) docker/compose_local.py "$(COMPOSE)"
 	$(STACK) up -d --no-build
 	@echo "Airflow: http://127.0.0.1:8080 (admin; password: make stack-password)"
 
@@ -70,4 +72,5 @@ stack-password:
 	@$(STACK) exec -T airflow-apiserver cat /opt/airflow/simple_auth_manager_passwords.json.generated
 
 stack-down:
+	$(PY) docker/compose_local.py "$(COMPOSE)"
 	$(STACK) down --volumes --remove-orphans

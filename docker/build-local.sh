@@ -210,6 +210,8 @@ main() {
     download_wheels
     serve_wheels
     build_images
+    # The images this build replaced (untagged now): with vfs each of their layers is a full copy.
+    docker image prune --force > /dev/null
     report
 }
 

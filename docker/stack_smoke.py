@@ -49,9 +49,7 @@ def say(message: str) -> None:
 
 
 # The stack's compose command, as `make stack-smoke` passes it.
-COMPOSE = os.environ.get("COMPOSE") or (
-    "docker-compose -p nightshift -f docker/docker-compose.yml -f docker/docker-compose.local.yml"
-)
+COMPOSE = os.environ.get("COMPOSE") or "docker-compose -p nightshift -f docker/.compose.local.yml"
 
 
 def compose(*args: str) -> subprocess.CompletedProcess:
@@ -162,7 +160,8 @@ def published_rows(ds: dt.date) -> tuple[int, int]:
 
 def smoke(users: int, timeout: float) -> None:
     started = time.monotonic()
-    wait_for("the api-server to be healthy", healthy, timeout=300)
+    # Four Airflow processes start at once: on 2 cores the api-server takes minutes to listen.
+    wait_for("the api-server and every Airflow component to be healthy", healthy, timeout=900)
     token = login()
     dag = wait_for(
         f"the dag-processor to parse {DAG_ID}",

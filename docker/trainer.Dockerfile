@@ -21,11 +21,10 @@ WORKDIR /opt/nightshift
 COPY pyproject.toml README.md ./
 COPY mlcore/ mlcore/
 # Fail the build, not the first night, if the package or the GPU TensorFlow does not import.
-RUN pip install --no-cache-dir . \
-    && python -c "import mlcore.cli, tensorflow"
-
 # A numeric non-root user: Kubernetes can verify runAsNonRoot only for a numeric USER.
-RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin nightshift
+RUN pip install --no-cache-dir . \
+    && python -c "import mlcore.cli, tensorflow" \
+    && useradd --uid 10001 --create-home --shell /usr/sbin/nologin nightshift
 USER 10001:10001
 WORKDIR /home/nightshift
 

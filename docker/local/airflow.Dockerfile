@@ -17,7 +17,7 @@ RUN test -n "${AIRFLOW_VERSION}" \
     && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
         "apache-airflow-providers-postgres==${POSTGRES_PROVIDER_VERSION}" \
     && useradd --uid 50000 --gid 0 --create-home --shell /bin/bash airflow \
-    && mkdir -p /opt/airflow \
+    && mkdir -p /opt/airflow/dags /opt/airflow/logs /opt/airflow/plugins \
     && chown -R airflow:0 /opt/airflow /opt/venv
 
 COPY docker/local/airflow-entrypoint.sh /entrypoint

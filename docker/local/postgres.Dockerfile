@@ -4,7 +4,12 @@
 ARG BASE_IMAGE=nightshift-local/debian:bookworm
 FROM ${BASE_IMAGE}
 
-RUN apt-get update \
+# The official image's uid/gid (999), so that a data volume moves between the two. Versions:
+# those of the Debian release the base was bootstrapped from.
+# hadolint ignore=DL3008
+RUN groupadd --system --gid 999 postgres \
+    && useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql --shell /bin/bash postgres \
+    && apt-get update \
     && apt-get install -y --no-install-recommends postgresql \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
     && mkdir -p /var/lib/postgresql/data /var/run/postgresql \
@@ -12,5 +17,5 @@ RUN apt-get update \
 
 ENV PGDATA=/var/lib/postgresql/data
 COPY docker/local/postgres-entrypoint.sh /entrypoint
-USER postgres
+USER 999:999
 ENTRYPOINT ["/entrypoint"]

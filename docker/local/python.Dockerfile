@@ -10,7 +10,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LANG=C.UTF-8
 
-# curl for health checks; tini to reap and forward signals as PID 1.
+# curl for health checks; tini to reap and forward signals as PID 1. Versions: those of the
+# Debian release the base was bootstrapped from.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates curl tini \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \

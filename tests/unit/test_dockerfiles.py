@@ -13,6 +13,10 @@ import yaml
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 DOCKERFILES = ["trainer.Dockerfile", "airflow.Dockerfile"]
+# The stand-ins for the registry's bases, built by docker/build-local.sh.
+LOCAL_DOCKERFILES = sorted(
+    str(p.relative_to(DOCKER)) for p in (DOCKER / "local").glob("*.Dockerfile")
+)
 
 
 def hadolint() -> str:
@@ -25,7 +29,7 @@ def hadolint() -> str:
     return exe
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", DOCKERFILES + LOCAL_DOCKERFILES)
 def test_dockerfile_passes_hadolint(name):
     result = subprocess.run(
         [hadolint(), "--no-color", str(DOCKER / name)], capture_output=True, text=True, timeout=60
@@ -105,3 +109,19 @@ def test_compose_file_has_the_full_stack_with_healthchecks():
         depends = services[name]["depends_on"]
         assert depends["airflow-init"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
+
+
+def test_local_overlay_runs_every_service_on_the_host_network_from_local_images():
+    """docker-compose.local.yml: no registry and no bridge network (dockerd --bridge=none)."""
+    base = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())["services"]
+    local = yaml.safe_load((DOCKER / "docker-compose.local.yml").read_text())["services"]
+    assert set(local) == set(base)
+    for name, service in local.items():
+        assert service["network_mode"] == "host", name
+        image = service.get("image") or base[name]["image"]
+        assert image.startswith(("nightshift-local/", "nightshift-airflow:")), (name, image)
+    # Service names do not resolve on the host network: everything is on 127.0.0.1.
+    env = local["airflow-scheduler"]["environment"]
+    assert "@127.0.0.1:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://127.0.0.1:8080/")
+    assert env["NIGHTSHIFT_S3_ENDPOINT"] == "http://127.0.0.1:9000"
