@@ -33,10 +33,14 @@ have_image() { docker image inspect "$1" > /dev/null 2>&1; }
 
 # --- 1. the engine ------------------------------------------------------------------------------
 ensure_engine() {
-    command -v docker > /dev/null || die "no docker client on the PATH (apt-get install docker.io)"
+    if [ "$(id -u)" = 0 ] && ! command -v docker-compose > /dev/null \
+        && ! docker compose version > /dev/null 2>&1; then
+        say "installing Debian's docker-compose (for make stack-up)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose > /dev/null
+    fi
     if docker info > /dev/null 2>&1; then return; fi
     [ "$(id -u)" = 0 ] || die "no Docker engine answers and only root can start one: start dockerd"
-    if ! command -v dockerd > /dev/null; then
+    if ! command -v dockerd > /dev/null || ! command -v docker > /dev/null; then
         say "installing Debian's docker.io"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io > /dev/null
     fi
@@ -215,4 +219,5 @@ main() {
     report
 }
 
-main "$@"
+# One line: bash reads a script while it runs it, so nothing after this runs even if edited.
+main "$@"; exit
