@@ -30,19 +30,23 @@ export DOCKER_BUILDKIT=0  # the engine's own builder: no buildx plugin is needed
 say() { printf '\033[1mnightshift images:\033[0m %s\n' "$*" >&2; }
 die() { printf 'nightshift images: error: %s\n' "$*" >&2; exit 1; }
 have_image() { docker image inspect "$1" > /dev/null 2>&1; }
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" > "$STATE/apt.log" 2>&1 \
+        || die "apt-get install $* failed (log: $STATE/apt.log)"
+}
 
 # --- 1. the engine ------------------------------------------------------------------------------
 ensure_engine() {
     if [ "$(id -u)" = 0 ] && ! command -v docker-compose > /dev/null \
         && ! docker compose version > /dev/null 2>&1; then
         say "installing Debian's docker-compose (for make stack-up)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose > /dev/null
+        apt_install docker-compose
     fi
     if docker info > /dev/null 2>&1; then return; fi
     [ "$(id -u)" = 0 ] || die "no Docker engine answers and only root can start one: start dockerd"
     if ! command -v dockerd > /dev/null || ! command -v docker > /dev/null; then
         say "installing Debian's docker.io"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io > /dev/null
+        apt_install docker.io
     fi
     mkdir -p "$STATE"
     say "starting dockerd (vfs storage, host network only; log: $STATE/dockerd.log)"
@@ -69,8 +73,7 @@ debian_mirror() {
 
 build_debian_base() {
     if have_image "$DEBIAN_IMAGE"; then return; fi
-    command -v debootstrap > /dev/null \
-        || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap > /dev/null
+    command -v debootstrap > /dev/null || apt_install debootstrap
     local rootfs mirror
     rootfs=$(mktemp -d "$STATE/rootfs.XXXXXX")
     mirror=$(debian_mirror)
