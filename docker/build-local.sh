@@ -76,6 +76,7 @@ build_debian_base() {
     command -v debootstrap > /dev/null || apt_install debootstrap
     local rootfs mirror
     rootfs=$(mktemp -d "$STATE/rootfs.XXXXXX")
+    chmod 755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would lock out non-root users
     mirror=$(debian_mirror)
     say "debootstrap bookworm from $mirror (once; about 30 s)"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" > "$STATE/debootstrap.log" 2>&1 \
