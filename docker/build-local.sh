@@ -7,7 +7,7 @@
 # 1. Starts dockerd when none answers (root only; vfs storage, no bridge and no iptables: what
 #    runs in a sandbox without kernel overlay or netfilter). Containers then use the host network.
 # 2. Makes the Debian base once: debootstrap (mirror from this machine's apt sources) + docker import.
-# 3. Downloads the wheels pinned in uv.lock (Python 3.11, this platform) into docker/.wheels and
+# 3. Downloads the wheels pinned in uv.lock for the images' Python into docker/.wheels and
 #    serves them on 127.0.0.1 as a package index; builds reach it with --network host and
 #    PIP_INDEX_URL, the same build argument a company's package mirror would use.
 # 4. Builds the local stand-ins for the registry bases (docker/local/*.Dockerfile), then the
