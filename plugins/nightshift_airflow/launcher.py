@@ -230,11 +230,16 @@ def _docker_operator_class() -> type[DockerOperator]:
 
         def exit_reason(self, logs: Sequence[str]) -> str:
             """Why the trainer container stopped with a non-zero exit code, in one line."""
-            state = self.cli.inspect_container(self.container["Id"])["State"]
-            code = state.get("ExitCode")
+            from docker.errors import DockerException
+
+            try:
+                state = self.cli.inspect_container(self.container["Id"])["State"]
+            except DockerException:  # removed behind our back: the logs still say why
+                state = {}
+            code = state.get("ExitCode", "?")
             if state.get("OOMKilled"):
                 return f"trainer container ran out of memory and was killed (exit code {code})"
-            if code is not None and code > 128:
+            if isinstance(code, int) and code > 128:
                 signal_name = {137: "SIGKILL", 143: "SIGTERM"}.get(code, f"signal {code - 128}")
                 return f"trainer container was killed by {signal_name} (exit code {code})"
             return f"trainer container exited with code {code}: {last_error(logs)}"
