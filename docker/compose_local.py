@@ -9,6 +9,7 @@ entry in compose 1.29, hence this step.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,11 @@ def main(compose: str = "docker-compose") -> int:
         "-f",
         str(DOCKER / "docker-compose.local.yml"),
     ]
+    # The group of the engine's socket, for a scheduler that starts trainer containers.
+    socket = Path("/var/run/docker.sock")
+    env = {**os.environ, "DOCKER_GID": str(socket.stat().st_gid if socket.exists() else 0)}
     merged = subprocess.run(
-        [*compose.split(), *files, "config"], capture_output=True, text=True, check=False
+        [*compose.split(), *files, "config"], capture_output=True, text=True, check=False, env=env
     )
     if merged.returncode != 0:
         print(merged.stderr, file=sys.stderr)

@@ -38,6 +38,8 @@ LAKE = "s3://nightshift/lake"
 S3_KEY = os.environ.get("MINIO_ROOT_USER", "nightshift")
 S3_SECRET = os.environ.get("MINIO_ROOT_PASSWORD", "nightshift-dev-secret")
 DAG_ID = "music_skip"
+# The stack's train backend (`make stack-smoke NIGHTSHIFT_TRAIN_BACKEND=docker`).
+BACKEND = os.environ.get("NIGHTSHIFT_TRAIN_BACKEND", "local")
 PASSWORDS_FILE = "/opt/airflow/simple_auth_manager_passwords.json.generated"
 
 
@@ -199,12 +201,13 @@ def smoke(users: int, timeout: float) -> None:
         say(f"triggered {DAG_ID} run {run_id} for ds={ds}")
     http("PATCH", f"/api/v2/dags/{DAG_ID}", token, {"is_paused": False})
 
-    last = {}
+    last, tries = {}, {}
 
     def finished():
         run = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", token)
         tis = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", token)
         states = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
+        tries.update({ti["task_id"]: ti["try_number"] for ti in tis["task_instances"]})
         if states != last:
             last.clear()
             last.update(states)
@@ -218,6 +221,17 @@ def smoke(users: int, timeout: float) -> None:
             f"run {run_id} {state} at {', '.join(failed) or '?'}: see the task log in the UI "
             f"({API}/dags/{DAG_ID}/runs/{run_id}) or `docker-compose logs airflow-scheduler`"
         )
+    if BACKEND == "docker":
+        # The scheduler's task started a trainer container: its log says so.
+        log = http(
+            "GET",
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/train_model/logs/"
+            f"{tries['train_model']}",
+            token,
+        )
+        if "Starting docker container from image" not in json.dumps(log):
+            raise SmokeFailed("train_model did not start a trainer container (backend docker)")
+        say("train_model ran in a trainer container (backend docker)")
     mart_rows, lake_rows = published_rows(ds)
     if mart_rows == 0 or mart_rows != lake_rows:
         raise SmokeFailed(
