@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
 # Build nightshift's images on a machine with no image registry: `make images`.
 #
-#   docker/build-local.sh            engine, local bases, locked wheels, every image
-#   docker/build-local.sh engine     only make sure a Docker engine answers
-#
 # 1. Starts dockerd when none answers (root only; vfs storage, no bridge and no iptables: what
 #    runs in a sandbox without kernel overlay or netfilter). Containers then use the host network.
 # 2. Makes the Debian base once: debootstrap (mirror from this machine's apt sources) + docker import.
@@ -15,14 +12,13 @@
 #    with BASE_IMAGE pointing at the stand-ins. Prints build times and image sizes.
 #
 # Settings (environment): NIGHTSHIFT_DOCKER_STATE (dockerd's log and pid; /tmp/nightshift-docker),
-# DEBIAN_MIRROR (default: read from /etc/apt), NIGHTSHIFT_TAG (image tag; latest),
-# NIGHTSHIFT_WHEEL_PORT (the wheel index's port on 127.0.0.1; 3141).
+# DEBIAN_MIRROR (default: read from /etc/apt), NIGHTSHIFT_WHEEL_PORT (the wheel index's port
+# on 127.0.0.1; 3141).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${NIGHTSHIFT_DOCKER_STATE:-/tmp/nightshift-docker}
 WHEELS=$REPO/docker/.wheels
-TAG=${NIGHTSHIFT_TAG:-latest}
 DEBIAN_IMAGE=nightshift-local/debian:bookworm
 PYTHON_IMAGE=nightshift-local/python:3.11
 export DOCKER_BUILDKIT=0  # the engine's own builder: no buildx plugin is needed
@@ -190,9 +186,9 @@ build_images() {
     build nightshift-local/s3:moto docker/local/s3.Dockerfile \
         --build-arg "BASE_IMAGE=$PYTHON_IMAGE" --build-arg "MOTO_VERSION=$(locked_version moto)"
     # The production Dockerfiles, unchanged, on the stand-in bases.
-    build "nightshift-trainer:$TAG" docker/trainer.Dockerfile \
+    build nightshift-trainer:latest docker/trainer.Dockerfile \
         --build-arg BASE_IMAGE=nightshift-local/tensorflow:cpu
-    build "nightshift-airflow:$TAG" docker/airflow.Dockerfile \
+    build nightshift-airflow:latest docker/airflow.Dockerfile \
         --build-arg BASE_IMAGE=nightshift-local/airflow:python3.11
 }
 
@@ -210,7 +206,6 @@ report() {
 main() {
     mkdir -p "$STATE"
     ensure_engine
-    [ "${1:-all}" = engine ] && return
     command -v uv > /dev/null || PATH=$HOME/.local/bin:$PATH
     build_debian_base
     INDEX_URL=  # the Python base needs no wheels; its Python decides which ones the others get

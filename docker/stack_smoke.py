@@ -152,14 +152,16 @@ def published_rows(ds: dt.date) -> tuple[int, int]:
         region_name="us-east-1",
     )
     prefix = f"lake/outputs/skip_scores/ds={ds}/"
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="nightshift", Prefix=prefix)["Contents"]]
+    listing = s3.list_objects_v2(Bucket="nightshift", Prefix=prefix).get("Contents", [])
+    keys = [o["Key"] for o in listing if o["Key"].endswith(".parquet")]
+    if not keys:
+        return mart_rows, 0
     # Counted by DuckDB from local copies (pyarrow 26 aborts at exit after reading from memory).
     with tempfile.TemporaryDirectory() as tmp:
-        for i, key in enumerate(k for k in keys if k.endswith(".parquet")):
+        for i, key in enumerate(keys):
             s3.download_file("nightshift", key, f"{tmp}/part-{i}.parquet")
         lake_rows = duckdb.sql(f"select count(*) from read_parquet('{tmp}/*.parquet')").fetchall()
-    lake_rows = lake_rows[0][0]
-    return mart_rows, lake_rows
+    return mart_rows, lake_rows[0][0]
 
 
 def smoke(users: int, timeout: float) -> None:
