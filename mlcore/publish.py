@@ -10,14 +10,47 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
+from mlcore.contract import TableSchema
 from mlcore.lake import Lake, outputs_prefix
-from mlcore.warehouse import replace_rows, transaction
+from mlcore.warehouse import replace_rows, table_exists, transaction
 
 log = logging.getLogger(__name__)
+
+
+class SchemaMismatch(ValueError):
+    """A publish query's columns differ from the table's declared schema."""
+
+
+def ensure_marts(con: duckdb.DuckDBPyConnection, tables: Sequence[TableSchema]) -> None:
+    """Create every declared ``marts.<table>`` that does not exist yet, from its schema.
+
+    Called before the publisher runs, so that a publish query may read earlier partitions
+    (an A/B report of past days) on the first night too.
+    """
+    for t in tables:
+        if not table_exists(con, f"marts.{t.name}"):
+            con.execute(f"create table marts.{t.name} ({t.ddl()})")
+
+
+def check_schema(con: duckdb.DuckDBPyConnection, table: TableSchema, select_sql: str) -> None:
+    """SchemaMismatch unless ``select_sql`` yields exactly the declared columns and types."""
+    described = con.execute(f"describe ({select_sql})").fetchall()
+    got = [(name, str(kind).lower()) for name, kind, *_ in described]
+    want = [(name, kind.lower()) for name, kind in table.columns.items()]
+    if got != want:
+        diff = [f"{g[0]} {g[1]}" for g in got if g not in want]
+        lacking = [f"{w[0]} {w[1]}" for w in want if w not in got]
+        raise SchemaMismatch(
+            f"marts.{table.name}: the publish query's columns differ from the declared schema "
+            f"(unexpected: {', '.join(diff) or 'none'}; missing: {', '.join(lacking) or 'none'}"
+            + ("; same columns, another order" if not diff and not lacking else "")
+            + ")"
+        )
 
 
 def publish_tables(
@@ -26,13 +59,25 @@ def publish_tables(
     ds: dt.date,
     selects: dict[str, str],
     *,
+    tables: Sequence[TableSchema] = (),
     model_version: str | None = None,
 ) -> dict:
     """Replace partition ``ds`` of ``marts.<table>`` with each select's rows, atomically.
 
     ``selects`` maps a table name to a query producing its rows (a ``ds`` column included,
-    equal to ``ds``). Returns row counts and the lake location of each table's partition.
+    equal to ``ds``). With ``tables`` (the pipeline's declared schemas), every declared table
+    must have a select, and each select must produce exactly its declared columns and types.
+    Returns row counts and the lake location of each table's partition.
     """
+    declared = {t.name: t for t in tables}
+    if declared and set(declared) != set(selects):
+        raise SchemaMismatch(
+            f"the publisher returned tables {sorted(selects)}, the pipeline declares "
+            f"{sorted(declared)}"
+        )
+    for name, select_sql in selects.items():
+        if name in declared:
+            check_schema(con, declared[name], select_sql)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     counts: dict[str, int] = {}
     with transaction(con):

@@ -1,17 +1,26 @@
-"""The model registry and the champion gate, on ``ops.model_runs`` and the lake.
+"""The model registry and the champion gate, on ``ops.model_runs``, ``ops.serving`` and the lake.
 
-A training run leaves ``models/<pipeline>/<version>/manifest.json`` (metrics of every model, of
-the baselines and of the current champions, all on the same holdout rows). ``gate_run`` turns it
-into one ``ops.model_runs`` row per published model and decides, per model name:
+A training run leaves ``models/<pipeline>/<version>/manifest.json`` (a
+:class:`~mlcore.manifest.RunManifest`: metrics of every model, of the baselines and of the
+current champions, all on the same evaluation rows). ``gate_run`` turns it into one
+``ops.model_runs`` row per published model slot and decides, per slot:
 
 - **rejected** when the model does not beat every ``must_beat`` baseline (a baseline named in
   ``tolerance_applies_to`` only has to be matched within ``baseline_tolerance``), or when it is
   worse than the current champion by more than ``tolerance``; the champion keeps serving;
 - **champion** otherwise; the previous champion row becomes **retired**.
 
-``models/<pipeline>/champion.json`` ({model_name: version}) mirrors the champion rows, so that
-the trainer, which never opens the warehouse, knows which models to compare against and score.
-Statuses in ``ops.model_runs``: candidate | champion | rejected | retired.
+When a slot is left with nothing to serve (its candidate rejected, no champion scored tonight),
+the run is **degraded** rather than failed: the best model of the run that beats the naive
+baseline and was scored tonight (a baseline included) serves the slot, its ``ops.model_runs``
+row says ``degraded`` with the reason, and so do the gate's result, the task log and the
+publish Asset event. Only when no model beats naive does the gate fail (:class:`GateFailed`).
+A degraded fallback is never a champion: tomorrow's candidates are judged as on a first night.
+
+``ops.serving`` (pipeline × ds × slot) records which model serves each slot that night and why;
+the publisher reads it. ``models/<pipeline>/champion.json`` ({slot: version}) mirrors the
+champion rows, so that the trainer, which never opens the warehouse, knows which champions to
+re-score. Statuses in ``ops.model_runs``: champion | rejected | retired | degraded.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
+from mlcore.contract import ServingModel
 from mlcore.lake import Lake, LakeError, models_prefix
+from mlcore.manifest import ManifestError, RunManifest
 
 if TYPE_CHECKING:  # the trainer imports champion_key from here and never opens the warehouse
     import duckdb
@@ -37,6 +48,10 @@ class RegistryError(RuntimeError):
     """A run cannot be registered (missing or malformed manifest)."""
 
 
+class GateFailed(RuntimeError):
+    """No model of the run can serve: none beats the naive baseline. Retrying cannot help."""
+
+
 def champion_key(pipeline: str) -> str:
     """Lake key of the pipeline's champion mirror, ``{model_name: version}``."""
     return f"{models_prefix(pipeline)}/champion.json"
@@ -46,22 +61,21 @@ def manifest_key(pipeline: str, version: str) -> str:
     return f"{models_prefix(pipeline, version)}/manifest.json"
 
 
-def read_manifest(lake: Lake, pipeline: str, version: str) -> dict:
+def read_manifest(lake: Lake, pipeline: str, version: str) -> RunManifest:
     """The run's manifest; RegistryError (one line) when the run did not finish or is garbled."""
     key = manifest_key(pipeline, version)
     try:
-        manifest = json.loads(lake.read_text(key))
+        text = lake.read_text(key)
     except LakeError as exc:
         raise RegistryError(
             f"no manifest at {lake.url(key)}: the training run did not finish"
         ) from exc
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"manifest {lake.url(key)} is not valid JSON: {exc}") from exc
-    for field in ("version", "ds", "gate", "models", "baselines"):
-        if field not in manifest:
-            raise RegistryError(f"manifest {lake.url(key)} lacks {field!r}")
-    if manifest["version"] != version:
-        raise RegistryError(f"manifest {lake.url(key)} is for version {manifest['version']}")
+    try:
+        manifest = RunManifest.from_json(text, where=f"manifest {lake.url(key)}")
+    except ManifestError as exc:
+        raise RegistryError(str(exc)) from exc
+    if manifest.version != version:
+        raise RegistryError(f"manifest {lake.url(key)} is for version {manifest.version}")
     return manifest
 
 
@@ -82,60 +96,87 @@ def _bar(name: str, value: float, slack: float, greater_is_better: bool) -> str:
     return f"{name} {_fmt(value)} {'-' if greater_is_better else '+'} {_fmt(slack)}"
 
 
-def decide(name: str, manifest: dict, tolerance: float) -> tuple[str, str]:
+def _beats_baselines(value: float, manifest: RunManifest) -> tuple[list[str], list[str]]:
+    """(bars passed, bars failed) of ``value`` against the gate's ``must_beat`` baselines."""
+    gate = manifest.gate
+    slack_for = set(
+        gate.must_beat if gate.tolerance_applies_to is None else gate.tolerance_applies_to
+    )
+    failures, passed = [], []
+    for baseline in gate.must_beat:
+        base = manifest.baselines[baseline].metrics.get(gate.metric)
+        if base is None:
+            passed.append(f"{baseline} (no {gate.metric})")
+            continue
+        slack = gate.baseline_tolerance if baseline in slack_for else 0.0
+        bar = _bar(baseline, base, slack, gate.greater_is_better)
+        (passed if _beats(value, base, slack, gate.greater_is_better) else failures).append(bar)
+    return passed, failures
+
+
+def decide(name: str, manifest: RunManifest, tolerance: float) -> tuple[str, str]:
     """(status, reason) for the published model ``name`` of a run, from its manifest alone.
 
-    The champion to compare with is the one the trainer evaluated on this run's holdout
-    (``manifest["champions"][name]``), so both numbers come from the same rows. Beating a
+    The champion to compare with is the one the trainer evaluated on this run's evaluation
+    rows (``manifest.champions[name]``), so both numbers come from the same rows. Beating a
     baseline is strict (better than its value, moved by the slack); the champion may be
     matched within ``tolerance``.
     """
-    gate = manifest["gate"]
-    metric = gate["metric"]
-    greater = gate.get("greater_is_better", True)
-    must_beat = gate.get("must_beat", [])
-    slack_for = set(gate.get("tolerance_applies_to", must_beat))
-    baseline_tolerance = float(gate.get("baseline_tolerance", 0.0))
-
-    value = manifest["models"][name]["metrics"].get(metric)
+    gate = manifest.gate
+    metric, greater = gate.metric, gate.greater_is_better
+    value = manifest.models[name].metrics.get(metric)
     if value is None:
-        return "rejected", f"{metric} is undefined on this run's holdout (a single class?)"
+        return "rejected", f"{metric} is undefined on this run's evaluation rows (a single class?)"
 
-    failures, passed = [], []
-    for baseline in must_beat:
-        base = manifest["baselines"][baseline]["metrics"].get(metric)
-        if base is None:
-            passed.append(f"{baseline} (no {metric})")
-            continue
-        slack = baseline_tolerance if baseline in slack_for else 0.0
-        bar = _bar(baseline, base, slack, greater)
-        (passed if _beats(value, base, slack, greater) else failures).append(bar)
+    passed, failures = _beats_baselines(value, manifest)
     if failures:
         return "rejected", f"{metric} {_fmt(value)} does not beat {', '.join(failures)}"
     reason = f"{metric} {_fmt(value)} beats {', '.join(passed) or 'no baseline'}"
 
-    champ = (manifest.get("champions") or {}).get(name) or {}
-    champ_value = (champ.get("metrics") or {}).get(metric)
+    champ = manifest.champions.get(name)
+    champ_value = champ.metrics.get(metric) if champ else None
     if champ_value is None:
         return "champion", f"{reason}; no champion evaluated on this holdout"
     shortfall = champ_value - value if greater else value - champ_value
     if shortfall > tolerance + _EPS:
         return "rejected", (
-            f"{metric} {_fmt(value)} is worse than champion {champ['version']} "
+            f"{metric} {_fmt(value)} is worse than champion {champ.version} "
             f"{_fmt(champ_value)} by more than {_fmt(tolerance)}"
         )
     return "champion", (
-        f"{reason}; champion {champ['version']} {_fmt(champ_value)} (tolerance {_fmt(tolerance)})"
+        f"{reason}; champion {champ.version} {_fmt(champ_value)} (tolerance {_fmt(tolerance)})"
     )
 
 
+def fallback(manifest: RunManifest) -> tuple[str, float] | None:
+    """The run's best model or baseline that beats the naive baseline and was scored tonight.
+
+    Returns (name, metric value), or None when nothing beats naive. The naive baseline itself
+    never serves: a constant that looks like a model would hide the failure from ops.
+    """
+    gate = manifest.gate
+    naive = manifest.baselines[gate.naive].metrics.get(gate.metric) if gate.naive else None
+    best = None
+    for name in [*manifest.models, *manifest.baselines]:
+        if name == gate.naive or not manifest.is_scored(name, manifest.version):
+            continue
+        value = manifest.entry(name).metrics.get(gate.metric)
+        if value is None:
+            continue
+        if naive is not None and not _beats(value, naive, 0.0, gate.greater_is_better):
+            continue
+        better = best is None or (value > best[1] if gate.greater_is_better else value < best[1])
+        if better:
+            best = (name, value)
+    return best
+
+
 # ---- the warehouse ----------------------------------------------------------------------------
-def _created_at(manifest: dict) -> dt.datetime:
+def _created_at(manifest: RunManifest) -> dt.datetime:
     """The run's own timestamp (naive UTC), so that re-gating writes identical rows."""
-    raw = manifest.get("created_at")
-    if not raw:
+    if not manifest.created_at:
         return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    value = dt.datetime.fromisoformat(raw)
+    value = dt.datetime.fromisoformat(manifest.created_at)
     return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
@@ -148,71 +189,111 @@ def _current_champions(con: duckdb.DuckDBPyConnection, pipeline: str) -> dict[st
     return {name: version for name, version in rows}
 
 
+def _insert_run_row(con, manifest: RunManifest, name: str, status: str, reason: str, lake: Lake):
+    entry = manifest.entry(name)
+    baselines = {b: e.metrics for b, e in manifest.baselines.items()}
+    con.execute(
+        "insert into ops.model_runs (pipeline, model_name, version, ds, params, "
+        "data_fingerprint, metrics, baseline_metrics, artifact_uri, status, reason, "
+        "created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            manifest.pipeline,
+            name,
+            manifest.version,
+            dt.date.fromisoformat(manifest.ds),
+            json.dumps(manifest.params, sort_keys=True),
+            manifest.data_fingerprint,
+            json.dumps(entry.metrics, sort_keys=True),
+            json.dumps(baselines, sort_keys=True),
+            lake.url(entry.artifact) if entry.artifact else None,
+            status,
+            reason,
+            _created_at(manifest),
+        ],
+    )
+
+
 def gate_run(
     con: duckdb.DuckDBPyConnection, lake: Lake, pipeline: str, version: str, *, tolerance: float
 ) -> dict:
-    """Register run ``version`` of ``pipeline`` and promote or reject each published model.
+    """Register run ``version`` of ``pipeline``, promote or reject each slot's model, and decide
+    which model serves each slot tonight.
 
-    Idempotent for a version: its rows are deleted and re-inserted in one transaction with the
-    promotions, so a re-gate leaves one row per model and a failure leaves the table as it was.
-    Returns ``{model_name: {"status", "version", "reason", "serving_version"}}``, where
-    ``serving_version`` is the version whose scores to publish: the new champion, the previous
-    champion when rejected (if this run scored it), or None (the caller fails the run).
+    Idempotent for a version: its rows (and the ``ops.serving`` rows of its ds) are deleted and
+    re-inserted in one transaction with the promotions, so a re-gate leaves one row per model
+    and a failure leaves the tables as they were. Returns ``{"decisions": {slot: {"status",
+    "version", "reason", "serving_version"}}, "serving": {slot: ServingModel}, "degraded":
+    reason or None}``. Raises :class:`GateFailed` when a slot would be left with nothing to
+    serve because no model of the run beats the naive baseline.
     """
     manifest = read_manifest(lake, pipeline, version)
-    ds = dt.date.fromisoformat(str(manifest["ds"]))
-    created_at = _created_at(manifest)
-    baselines = {name: b.get("metrics") for name, b in manifest["baselines"].items()}
+    ds = dt.date.fromisoformat(manifest.ds)
     scored_champions = {
-        name: c["version"]
-        for name, c in (manifest.get("champions") or {}).items()
-        if c.get("metrics") is not None
+        name: c.version
+        for name, c in manifest.champions.items()
+        if c.metrics and manifest.is_scored(name, c.version)
     }
 
     decisions: dict[str, dict] = {}
+    serving: dict[str, ServingModel] = {}
+    for name in sorted(manifest.models):
+        status, reason = decide(name, manifest, tolerance)
+        decisions[name] = {"status": status, "version": version, "reason": reason}
+        if status == "champion":
+            serving[name] = ServingModel(name, name, version, "champion", reason)
+        elif name in scored_champions:
+            champ = scored_champions[name]
+            serving[name] = ServingModel(name, name, champ, "champion", f"champion kept: {reason}")
+    unserved = [n for n in sorted(manifest.models) if n not in serving]
+    degraded = None
+    rows_status = {n: d["status"] for n, d in decisions.items()}
+    rows_reason = {n: d["reason"] for n, d in decisions.items()}
+    if unserved:
+        why = "; ".join(f"{n}: {decisions[n]['reason']}" for n in unserved)
+        best = fallback(manifest)
+        if best is None:
+            naive = manifest.gate.naive or "the naive baseline"
+            raise GateFailed(f"{pipeline}: no model can serve: nothing beats {naive} ({why})")
+        name, value = best
+        degraded = (
+            f"no candidate passed the gate for {', '.join(unserved)} and no champion can serve "
+            f"({why}); serving {name} {manifest.gate.metric} {_fmt(value)}, the best model of "
+            f"the run that beats {manifest.gate.naive}"
+        )
+        for slot in unserved:
+            serving[slot] = ServingModel(slot, name, version, "degraded", degraded)
+        # A champion that also fills another slot stays a champion; anything else is marked.
+        if rows_status.get(name) != "champion":
+            rows_status[name] = "degraded"
+        earlier = f" ({rows_reason[name]})" if name in rows_reason else ""
+        rows_reason[name] = f"serves {', '.join(unserved)}{earlier}; {degraded}"
+        log.warning("%s %s degraded: %s", pipeline, version, degraded)
+    for slot, d in decisions.items():
+        d["serving_version"] = serving[slot].version
+        d["serving_model"] = serving[slot].model_name
+
+    now = _created_at(manifest)
     con.execute("begin transaction")
     try:
         con.execute(
             "delete from ops.model_runs where pipeline = ? and version = ?", [pipeline, version]
         )
-        for name, entry in sorted(manifest["models"].items()):
-            status, reason = decide(name, manifest, tolerance)
+        con.execute("delete from ops.serving where pipeline = ? and ds = ?", [pipeline, ds])
+        for name in sorted(rows_status):
+            status = rows_status[name]
             if status == "champion":
                 con.execute(
                     "update ops.model_runs set status = 'retired' "
                     "where pipeline = ? and model_name = ? and status = 'champion'",
                     [pipeline, name],
                 )
-                serving = version
-            else:
-                serving = scored_champions.get(name)
-            artifact = entry.get("artifact")
+            _insert_run_row(con, manifest, name, status, rows_reason[name], lake)
+            log.info("%s %s %s: %s (%s)", pipeline, name, version, status, rows_reason[name])
+        for slot, s in sorted(serving.items()):
             con.execute(
-                "insert into ops.model_runs (pipeline, model_name, version, ds, params, "
-                "data_fingerprint, metrics, baseline_metrics, artifact_uri, status, reason, "
-                "created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    pipeline,
-                    name,
-                    version,
-                    ds,
-                    json.dumps(manifest.get("params", {}), sort_keys=True),
-                    manifest.get("data_fingerprint"),
-                    json.dumps(entry.get("metrics", {}), sort_keys=True),
-                    json.dumps(baselines, sort_keys=True),
-                    lake.url(artifact) if artifact else None,
-                    status,
-                    reason,
-                    created_at,
-                ],
+                "insert into ops.serving values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [pipeline, ds, slot, s.model_name, s.version, s.status, s.reason, now],
             )
-            decisions[name] = {
-                "status": status,
-                "version": version,
-                "reason": reason,
-                "serving_version": serving,
-            }
-            log.info("%s %s %s: %s (%s)", pipeline, name, version, status, reason)
         champions = _current_champions(con, pipeline)
         con.execute("commit")
     except Exception:
@@ -220,12 +301,19 @@ def gate_run(
         raise
     # After the commit: if this write fails, a re-gate rewrites it from the committed rows.
     lake.write_text(champion_key(pipeline), json.dumps(champions, indent=2, sort_keys=True) + "\n")
-    return decisions
+    return {"decisions": decisions, "serving": serving, "degraded": degraded}
 
 
-def serving_versions(con: duckdb.DuckDBPyConnection, pipeline: str) -> dict[str, str]:
-    """{model_name: version} of the champions: the versions whose scores get published."""
-    return _current_champions(con, pipeline)
+def serving_models(
+    con: duckdb.DuckDBPyConnection, pipeline: str, ds: dt.date
+) -> dict[str, ServingModel]:
+    """{slot: ServingModel} that the gate chose for ``ds``: whose scores to publish tonight."""
+    rows = con.execute(
+        "select slot, model_name, version, status, reason from ops.serving "
+        "where pipeline = ? and ds = ? order by slot",
+        [pipeline, ds],
+    ).fetchall()
+    return {slot: ServingModel(slot, m, v, st, r or "") for slot, m, v, st, r in rows}
 
 
 def champion(con: duckdb.DuckDBPyConnection, pipeline: str, model_name: str) -> dict | None:

@@ -7,18 +7,18 @@ small JSON-able summary (what Airflow keeps in XCom). Steps are idempotent for t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 from mlcore import pipelines
 from mlcore.config import Settings, load_settings
-from mlcore.lake import features_prefix, models_prefix, open_lake
+from mlcore.lake import features_prefix, open_lake
 from mlcore.sources import get_source
-from mlcore.warehouse import open_warehouse
+from mlcore.warehouse import SQL_ROOT, open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,6 @@ def parse_ds(ds: str | dt.date) -> dt.date:
 
 def _settings(settings: Settings | None) -> Settings:
     return settings or load_settings()
-
-
-def run_pointer_key(pipeline: str, ds: dt.date) -> str:
-    """Where the trainer records which model version it trained for ``ds``."""
-    return f"{models_prefix(pipeline)}/runs/ds={ds.isoformat()}.json"
 
 
 def ingest(source: str, ds: str, settings: Settings | None = None) -> dict:
@@ -62,6 +57,49 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
     return report.summary()
 
 
+class StaleSource(RuntimeError):
+    """A source's staging tables are for another day than the pipeline run's."""
+
+
+def stage(source: str, ds: str, settings: Settings | None = None) -> dict:
+    """Run the source's staging SQL (``sql/<source>/``: rename and cast), shared by every
+    pipeline that reads the source, and record the day it was staged for."""
+    from mlcore.sqlrun import run_sql_dir
+
+    s, day, spec = _settings(settings), parse_ds(ds), get_source(source)
+    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+        steps = run_sql_dir(con, spec.name, {"ds": day}) if (SQL_ROOT / spec.name).is_dir() else []
+        tables = {st["table"]: st["rows"] for st in steps if st.get("table")}
+        con.execute("begin transaction")
+        con.execute("delete from ops.staged_sources where source = ?", [spec.name])
+        con.execute(
+            "insert into ops.staged_sources values (?, ?, ?, now()::timestamp)",
+            [spec.name, day, json.dumps(tables, sort_keys=True)],
+        )
+        con.execute("commit")
+    log.info("staged %s for ds=%s: %s", source, day, tables)
+    return {"sql": [st["name"] for st in steps], "tables": tables}
+
+
+def _check_staged(con, spec, day: dt.date) -> None:
+    rows = dict(
+        con.execute(
+            "select source, ds from ops.staged_sources where source in "
+            f"({', '.join('?' for _ in spec.sources)})",
+            list(spec.sources),
+        ).fetchall()
+    )
+    for source in spec.sources:
+        staged = rows.get(source)
+        if staged != day:
+            where = f"staged for {staged}" if staged else "never staged"
+            raise StaleSource(
+                f"{spec.name} for {day}: source {source} is {where}; run "
+                f"{get_source(source).dag_id} for {day} first (nightshift run {spec.name} "
+                "runs both)"
+            )
+
+
 def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
     """Run ``sql/<pipeline>/`` in order and export the feature tables to the lake."""
     from mlcore.sqlrun import run_sql_dir
@@ -69,7 +107,8 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
     with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
-        steps = run_sql_dir(con, pipeline, {"ds": day})
+        _check_staged(con, spec, day)
+        steps = run_sql_dir(con, spec.sql, {"ds": day})
         exported = {}
         with tempfile.TemporaryDirectory(prefix="nightshift-features-") as tmp:
             for file_name, table in spec.feature_exports.items():
@@ -90,50 +129,28 @@ def train(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
     """Train and evaluate on the lake's features; write model, metrics, predictions back.
 
     This is what `nightshift train` runs, locally, in a Docker container or in a pod: it needs
-    nothing but the lake.
+    nothing but the lake. The run's evaluation figure for its kind lands beside its manifest.
     """
+    from mlcore import evaluation, runs
+
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    started = time.perf_counter()
-    manifest = spec.load(spec.trainer)(lake, day, s)
-    lake.write_text(
-        run_pointer_key(pipeline, day),
-        json.dumps({"version": manifest["version"], "ds": day.isoformat()}),
-    )
-    log.info("trained %s %s in %.0fs", pipeline, manifest["version"], time.perf_counter() - started)
-    plot_key = _plot_holdout(lake, manifest)
+    manifest = runs.train(spec, lake, day, s)
+    plot_key = evaluation.write_figure(lake, manifest)
     return {
-        "version": manifest["version"],
-        "models": {k: v["metrics"] for k, v in manifest["models"].items()},
-        "baselines": {k: v.get("metrics", v) for k, v in manifest["baselines"].items()},
-        "rows": {
-            k: manifest.get(k) for k in ("plays_rows", "train_rows", "test_rows", "candidate_rows")
-        },
-        "timings": manifest.get("timings", {}),
+        "version": manifest.version,
+        "kind": manifest.kind,
+        "models": {k: v.metrics for k, v in manifest.models.items()},
+        "baselines": {k: v.metrics for k, v in manifest.baselines.items()},
+        "rows": manifest.counts,
+        "timings": manifest.timings,
         "plot": plot_key,
     }
 
 
-def _plot_holdout(lake, manifest: dict) -> str | None:
-    """Draw the run's ROC and calibration curves next to its manifest (a picture for ops)."""
-    import io
-
-    import pandas as pd
-
-    from mlcore.plots import holdout_figure_png
-
-    key = manifest.get("holdout_key")
-    if not key:
-        return None
-    holdout = pd.read_parquet(io.BytesIO(lake.read_bytes(key)))
-    cols = [c for c in holdout.columns if not c.startswith("p_skip_champion_")]
-    title = f"{manifest['pipeline']} {manifest['version']} ({len(holdout):,} holdout rows)"
-    png_key = f"{models_prefix(manifest['pipeline'], manifest['version'])}/holdout.png"
-    lake.write_bytes(png_key, holdout_figure_png(holdout[cols], title))
-    return png_key
-
-
 def trained_version(pipeline: str, ds: dt.date, settings: Settings | None = None) -> str:
+    from mlcore.runs import run_pointer_key
+
     lake = open_lake(_settings(settings))
     key = run_pointer_key(pipeline, ds)
     if not lake.exists(key):
@@ -142,30 +159,45 @@ def trained_version(pipeline: str, ds: dt.date, settings: Settings | None = None
 
 
 def gate(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
-    """Register the run's models; promote those that beat baselines and champion."""
+    """Register the run's models; promote those that beat baselines and champion; choose what
+    serves each slot tonight (a degraded fallback when nothing passed). Raises GateFailed
+    when nothing beats the naive baseline."""
     from mlcore.registry import gate_run
 
     s, day = _settings(settings), parse_ds(ds)
     version = trained_version(pipeline, day, s)
     with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
-        decisions = gate_run(con, open_lake(s), pipeline, version, tolerance=s.champion_tolerance)
-    unserved = {m: d["reason"] for m, d in decisions.items() if not d.get("serving_version")}
-    if unserved:
-        reasons = "; ".join(f"{m}: {r}" for m, r in unserved.items())
-        raise RuntimeError(f"{pipeline}: no model can serve ({reasons})")
-    return {"version": version, "decisions": decisions}
+        result = gate_run(con, open_lake(s), pipeline, version, tolerance=s.champion_tolerance)
+    return {
+        "version": version,
+        "decisions": result["decisions"],
+        "serving": {slot: dataclasses.asdict(m) for slot, m in result["serving"].items()},
+        "degraded": result["degraded"],
+    }
 
 
 def publish(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
     """Publish the pipeline's tables for ``ds`` (marts partition, lake outputs)."""
-    from mlcore.publish import publish_tables
-    from mlcore.registry import serving_versions
+    from mlcore.contract import PublishContext
+    from mlcore.publish import ensure_marts, publish_tables
+    from mlcore.registry import serving_models
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
     with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
-        serving = serving_versions(con, pipeline)
-        selects = spec.load(spec.publisher)(con, lake, day, s, serving)
-        return publish_tables(
-            con, lake, day, selects, model_version=",".join(sorted(set(serving.values())))
-        )
+        serving = serving_models(con, pipeline, day)
+        if not serving:
+            raise RuntimeError(f"{pipeline}: nothing gated for {day}; run gate_model first")
+        ensure_marts(con, spec.tables)
+        ctx = PublishContext(con, lake, day, s, spec.load_settings(), serving)
+        selects = spec.load_publisher()(ctx)
+        versions = ",".join(sorted({m.version for m in serving.values()}))
+        result = publish_tables(con, lake, day, selects, tables=spec.tables, model_version=versions)
+    degraded = sorted({m.reason for m in serving.values() if m.status == "degraded"})
+    return {
+        **result,
+        "serving": {
+            slot: f"{m.model_name} {m.version} ({m.status})" for slot, m in serving.items()
+        },
+        "degraded": "; ".join(degraded) or None,
+    }

@@ -5,9 +5,10 @@ functions that need it, so the scheduler and the CLI can import pipeline modules
 
 Conventions the helpers rely on:
 - Evaluation is by time: ``time_split`` puts the latest period in the test set, and
-  ``fit_keras_binary`` validates on the latest slice of the training period, so no model ever
+  ``fit_keras`` validates on the latest slice of the training period, so no model ever
   learns from rows that come after the rows it is judged on.
-- Frames handed to ``fit_keras_binary`` are sorted by time (``time_split`` returns them so).
+- Rows handed to ``fit_keras`` are sorted by time (``time_split`` returns them so;
+  ``make_windows`` keeps a series' order).
 - Every random choice is seeded from ``Settings.seed``.
 """
 
@@ -135,7 +136,7 @@ def time_split(df: pd.DataFrame, time_col: str, test_share: float = 0.2) -> Time
     """Train on the earliest ``1 - test_share`` of rows by ``time_col``, test on the latest.
 
     Both parts come back sorted by time (a stable sort, so equal timestamps keep their order),
-    which ``fit_keras_binary`` relies on to validate on the latest slice of the training period.
+    which ``fit_keras`` relies on to validate on the latest slice of the training period.
     """
     split = time_split_point(df[time_col], test_share)
     ordered = df.sort_values(time_col, kind="stable")
@@ -178,6 +179,61 @@ def check_binary_labels(y: np.ndarray, what: str) -> None:
         )
 
 
+def check_targets(y: np.ndarray, what: str) -> None:
+    """Raise a one-line TrainingError unless ``y`` is a usable regression / forecast target.
+
+    ``y`` (rows first, any shape) must hold finite numbers, at least 2 rows, and not one value
+    throughout: a constant target trains a model that only learns the constant, and R² and
+    the MASE are undefined on it, so it is refused before any model is built.
+    """
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "biuf":
+        raise TrainingError(f"{what}: targets must be numbers, found dtype {arr.dtype}")
+    if arr.ndim == 0 or len(arr) < 2:
+        raise TrainingError(f"{what}: {arr.size} target row(s), at least 2 are needed")
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise TrainingError(f"{what}: {bad} target value(s) are NaN or infinite")
+    if np.all(arr == arr.flat[0]):
+        raise TrainingError(f"{what}: every target is {arr.flat[0]}, a model cannot learn from it")
+
+
+def make_windows(
+    values: np.ndarray, *, window: int, horizon: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding windows over one time-ordered series, for sequence forecasters.
+
+    ``values`` is (T,) or (T, F), oldest first; the first feature is the one forecast. Window
+    ``i`` starts at ``s = i * stride``: ``X[i] = values[s : s + window]`` (shape (window, F)) and
+    ``y[i] = values[s + window : s + window + horizon, 0]``, the ``horizon`` steps right after it.
+    Returns ``X`` (n, window, F) and ``y`` (n, horizon) in the input's dtype, as contiguous
+    copies (numpy stride tricks, no Python loop per window); the windows stay in time order,
+    so ``fit_keras`` validates on the latest ones.
+    """
+    for arg, v in (("window", window), ("horizon", horizon), ("stride", stride)):
+        if v < 1:
+            raise ValueError(f"{arg} must be at least 1, got {v}")
+    arr = np.asarray(values)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"values must be (T,) or (T, F), got shape {np.shape(values)}")
+    t = len(arr)
+    if t < window + horizon:
+        raise TrainingError(
+            f"a series of {t} steps is too short for a window of {window} and a horizon of "
+            f"{horizon} ({window + horizon} steps needed)"
+        )
+    n = (t - window - horizon) // stride + 1
+    # sliding_window_view gives (T - L + 1, F, L) views over the series; the first n * stride
+    # starts, every stride-th, are the windows, then features go last.
+    views = np.lib.stride_tricks.sliding_window_view(arr, window + horizon, axis=0)
+    views = views[: (n - 1) * stride + 1 : stride]
+    x = np.ascontiguousarray(views[:, :, :window].transpose(0, 2, 1))
+    y = np.ascontiguousarray(views[:, 0, window:])
+    return x, y
+
+
 # ---- fitting ----------------------------------------------------------------------------------
 def keras_early_stopping(patience: int, lr_patience: int, *, monitor: str = "val_loss") -> list:
     """ReduceLROnPlateau + EarlyStopping (best weights restored), as the original project had."""
@@ -193,10 +249,26 @@ def keras_early_stopping(patience: int, lr_patience: int, *, monitor: str = "val
     ]
 
 
-def fit_keras_binary(
+def _rows(x, what: str) -> int:
+    """The row count of an input array, or of every array of a dict input (they must agree)."""
+    if isinstance(x, dict):
+        counts = {key: len(v) for key, v in x.items()}
+        if not counts or len(set(counts.values())) != 1:
+            raise TrainingError(f"{what}: inputs must all have the same rows, got {counts}")
+        return next(iter(counts.values()))
+    return len(x)
+
+
+def _slice(x, start: int, stop: int):
+    if isinstance(x, dict):
+        return {key: v[start:stop] for key, v in x.items()}
+    return x[start:stop]
+
+
+def fit_keras(
     model,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
+    x,
+    y: np.ndarray,
     *,
     epochs: int,
     batch_size: int,
@@ -204,21 +276,26 @@ def fit_keras_binary(
     callbacks: Sequence = (),
     name: str = "model",
 ) -> dict:
-    """Fit a compiled Keras binary classifier; validate on the LATEST ``validation_share`` rows.
+    """Fit any compiled Keras model; validate on the LATEST ``validation_share`` rows.
 
-    ``x_train`` must be in time order: the validation slice is its tail, not a random draw,
-    because a random draw would let early stopping peek at rows interleaved with the future.
-    Batches within the fit part are shuffled (seeded by ``set_seeds``). Returns a summary of the
-    fit for the manifest: rows used, epochs run and the per-epoch history.
+    ``x`` is an array of any rank, rows first (features, windows, token sequences), or a dict of
+    such arrays keyed by the model's input names (multi-input models); ``y`` an array of any
+    shape with the same rows (0/1 labels, regression targets, multi-step horizons). The rows
+    must be in time order: the validation slice is the tail, not a random draw, because a
+    random draw would let early stopping peek at rows interleaved with the future. Batches
+    within the fit part are shuffled (seeded by ``set_seeds``). Returns a summary of the fit
+    for the manifest: rows used, epochs run and the per-epoch history.
     """
     import keras
 
-    n = len(x_train)
+    n = _rows(x, name)
+    if len(y) != n:
+        raise TrainingError(f"{name}: {n} input rows but {len(y)} targets")
     n_val = math.floor(n * validation_share) if validation_share > 0 else 0
     if n - n_val < 1:
         raise TrainingError(f"{name}: no training rows left after the validation slice")
-    fit_x, fit_y = x_train[: n - n_val], y_train[: n - n_val]
-    validation = (x_train[n - n_val :], y_train[n - n_val :]) if n_val else None
+    fit_x, fit_y = _slice(x, 0, n - n_val), y[: n - n_val]
+    validation = (_slice(x, n - n_val, n), y[n - n_val :]) if n_val else None
 
     def log_epoch(epoch: int, logs: dict | None) -> None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
@@ -227,7 +304,7 @@ def fit_keras_binary(
     log.info(
         "%s: fitting on %d rows, validating on the latest %d, up to %d epochs of batch %d",
         name,
-        len(fit_x),
+        n - n_val,
         n_val,
         epochs,
         batch_size,
@@ -244,11 +321,35 @@ def fit_keras_binary(
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return {
-        "fit_rows": len(fit_x),
+        "fit_rows": n - n_val,
         "validation_rows": n_val,
         "epochs_run": len(hist.get("loss", [])),
         "history": hist,
     }
+
+
+def fit_keras_binary(
+    model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation_share: float = 0.1,
+    callbacks: Sequence = (),
+    name: str = "model",
+) -> dict:
+    """``fit_keras`` for a binary classifier (kept for its current callers)."""
+    return fit_keras(
+        model,
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_share=validation_share,
+        callbacks=callbacks,
+        name=name,
+    )
 
 
 def fit_gradient_boosting(
@@ -278,23 +379,47 @@ def fit_gradient_boosting(
     return model.fit(x, y)
 
 
-def predict_batched(model, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
-    """P(label = 1) for every row of ``x``, computed ``batch_size`` rows at a time.
+def _model_input(x):
+    # Integer inputs (token or bucket ids) stay integers: float32 holds integers exactly only
+    # up to 2**24, fewer than a hashed id space has buckets. Everything else goes in as float32.
+    if isinstance(x, dict):
+        return {key: _model_input(v) for key, v in x.items()}
+    arr = np.asarray(x)
+    return arr if arr.dtype.kind in "iu" else arr.astype(np.float32, copy=False)
 
-    Works for Keras models (one sigmoid output) and for scikit-learn classifiers
-    (``predict_proba``). Batching bounds the memory of the backend's intermediate tensors;
-    the result is one float64 array.
+
+def predict_batched(model, x, batch_size: int = 65_536) -> np.ndarray:
+    """A model's output for every row of ``x``, computed ``batch_size`` rows at a time.
+
+    - Keras models: ``x`` is an array (rows first) or a dict of arrays (multi-input models,
+      batched per key). One output unit gives an (n,) array, as binary classifiers and
+      one-step regressors need; a wider output keeps its shape after the rows, e.g. (n, d)
+      or (n, horizon, quantiles).
+    - scikit-learn classifiers (``predict_proba``): P(label = 1), shape (n,).
+    - scikit-learn regressors (``predict`` only): the prediction, (n,) or (n, d).
+
+    Batching bounds the memory of the backend's intermediate tensors; the result is float64.
     """
-    x = np.asarray(x, dtype=np.float32)
-    out = np.empty(len(x), dtype=np.float64)
-    for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
+    x = _model_input(x)
+    n = _rows(x, "predict_batched")
+    out: np.ndarray | None = None
+    for start in range(0, n, batch_size):
+        chunk = _slice(x, start, start + batch_size)
         if hasattr(model, "predict_proba"):
-            p = model.predict_proba(chunk)[:, 1]
+            p = np.asarray(model.predict_proba(chunk))[:, 1]
+        elif hasattr(model, "predict_on_batch"):
+            raw = model.predict_on_batch(chunk)
+            if isinstance(raw, list | tuple | dict):
+                raise TypeError("predict_batched scores models with a single output")
+            p = np.asarray(raw)
         else:
-            p = np.asarray(model.predict_on_batch(chunk)).reshape(-1)
-        out[start : start + len(chunk)] = p
-    return out
+            p = np.asarray(model.predict(chunk))
+        rows = len(p)
+        p = p.reshape(rows) if p.size == rows else p
+        if out is None:
+            out = np.empty((n, *p.shape[1:]), dtype=np.float64)
+        out[start : start + rows] = p
+    return out if out is not None else np.empty(0, dtype=np.float64)
 
 
 # ---- artifacts in the lake --------------------------------------------------------------------
@@ -310,6 +435,10 @@ def save_keras(lake: Lake, key: str, model) -> str:
 def load_keras(lake: Lake, key: str):
     """Load a ``.keras`` model from the lake (downloaded to a temporary file first)."""
     import keras
+
+    # Registers the custom layers and losses (quantile outputs, pinball loss) that saved
+    # forecasters refer to by name: a scoring process may not have imported them yet.
+    import mlcore.models.sequence  # noqa: F401
 
     with tempfile.TemporaryDirectory(prefix="nightshift-") as tmp:
         path = Path(tmp) / Path(key).name

@@ -24,6 +24,7 @@ the quarantine rows and the Data Docs are written first, so that ops can see why
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import logging
@@ -36,7 +37,7 @@ from typing import Any
 import duckdb
 
 from mlcore.lake import Lake, reports_prefix
-from mlcore.sources import SourceSpec
+from mlcore.sources import SourceSpec, TableSpec
 from mlcore.warehouse import ident, table_exists
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,29 @@ def load_suite(source: str, table: str, root: Path | None = None) -> dict[str, A
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"no expectation suite for {source}.{table}: {path}") from None
+
+
+def with_declared_columns(suite: dict[str, Any], table: TableSpec) -> dict[str, Any]:
+    """The suite with its column-set expectation filled from the declared schema.
+
+    A suite's ``expect_table_columns_to_match_set`` names no columns: they are the source
+    module's declared columns plus the lineage columns (``TableSpec.raw_columns``), so that
+    the schema is written once. A suite that does list them must list exactly those.
+    """
+    suite = copy.deepcopy(suite)
+    declared = list(table.raw_columns)
+    for exp in suite["expectations"]:
+        if exp.get("type") != "expect_table_columns_to_match_set":
+            continue
+        kwargs = exp.setdefault("kwargs", {})
+        listed = kwargs.get("column_set")
+        if listed is not None and sorted(listed) != sorted(declared):
+            raise ValueError(
+                f"suite {suite['name']!r}: column_set differs from the declared schema "
+                f"(leave it out to use the declared columns)"
+            )
+        kwargs["column_set"] = declared
+    return suite
 
 
 def suite_rules(suite: dict[str, Any]) -> list[Rule]:
@@ -742,7 +766,10 @@ def validate_source(
     report = ValidationReport(run_id=run_id, ds=ds, source=source.name)
 
     # Suites load (and are checked) before anything runs: a broken suite changes nothing.
-    suites = {t.name: load_suite(source.name, t.name, expectations_dir) for t in source.tables}
+    suites = {
+        t.name: with_declared_columns(load_suite(source.name, t.name, expectations_dir), t)
+        for t in source.tables
+    }
     rules = {name: suite_rules(suite) for name, suite in suites.items()}
     runnable: dict[str, str] = {}  # table -> raw table
     for name in suites:

@@ -61,3 +61,28 @@ create table if not exists ops.publish_log (
     lake_uri varchar,
     published_at timestamp not null
 );
+
+-- Which model serves each published model slot of a pipeline for a ds, and why
+-- (grain: pipeline × ds × slot). Written by the gate, read by the publisher. status: champion
+-- (the slot's champion serves) or degraded (no candidate passed and no champion could serve:
+-- the best model of the run that beats the naive baseline serves instead).
+create table if not exists ops.serving (
+    pipeline varchar not null,
+    ds date not null,
+    slot varchar not null,
+    model_name varchar not null,
+    version varchar not null,
+    status varchar not null,
+    reason varchar,
+    decided_at timestamp not null
+);
+
+-- The day each source's staging tables were last built for (grain: source). Pipelines check
+-- it before building features, so that features for D never read a source staged for another
+-- day.
+create table if not exists ops.staged_sources (
+    source varchar not null,
+    ds date not null,
+    tables varchar,                     -- JSON: {staging table: rows}
+    staged_at timestamp not null
+);

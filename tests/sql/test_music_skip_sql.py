@@ -261,23 +261,23 @@ def test_created_table_reads_the_statement():
 
 # ---- staging -------------------------------------------------------------------------------
 def test_staging_snapshots_are_cleaned(built):
-    artists = {r["artist_id"]: r for r in rows(built, "select * from staging.music_skip_artists")}
+    artists = {r["artist_id"]: r for r in rows(built, "select * from staging.pozytywka_artists")}
     assert set(artists) == {"a1", "a2", "a3"}  # -1 is no artist; a9 is quarantined
     assert artists["a2"]["genres"] == []
     assert artists["a3"]["genres"] == ["jazz", "pop", "rock"]
     years = dict(
-        built.execute("select track_id, release_year from staging.music_skip_tracks").fetchall()
+        built.execute("select track_id, release_year from staging.pozytywka_tracks").fetchall()
     )
     assert (years["t1"], years["t2"], years["t3"]) == (1999, 2001, 2010)
     assert years["t4"] is None and years["t5"] is None  # missing, unparseable
-    users = {r["user_id"]: r for r in rows(built, "select * from staging.music_skip_users")}
+    users = {r["user_id"]: r for r in rows(built, "select * from staging.pozytywka_users")}
     assert users[1]["favourite_genres"] == ["pop", "rock"] and users[1]["premium"] is True
     assert users[2]["favourite_genres"] == [] and users[2]["premium"] is False
     for table, key in [
-        ("staging.music_skip_artists", "artist_id"),
-        ("staging.music_skip_tracks", "track_id"),
-        ("staging.music_skip_users", "user_id"),
-        ("staging.music_skip_track_storage", "track_id"),
+        ("staging.pozytywka_artists", "artist_id"),
+        ("staging.pozytywka_tracks", "track_id"),
+        ("staging.pozytywka_users", "user_id"),
+        ("staging.pozytywka_track_storage", "track_id"),
         ("staging.music_skip_track_attributes", "track_id"),
     ]:
         assert_unique(built, table, key)
@@ -286,18 +286,18 @@ def test_staging_snapshots_are_cleaned(built):
 def test_staging_events_are_deduplicated_and_quarantine_kept_out(built):
     n, distinct = built.execute(
         "select count(*), count(distinct (session_id, timestamp, event_type, track_id)) "
-        "from staging.music_skip_events"
+        "from staging.pozytywka_events"
     ).fetchone()
     assert n == distinct == len(SESSION_10) + len(SESSION_20) - 1 + 2 + 2
     assert not built.execute(
-        "select * from staging.music_skip_events where session_id = 20 and track_id = 't2'"
+        "select * from staging.pozytywka_events where session_id = 20 and track_id = 't2'"
     ).fetchall()
     assert built.execute(
-        "select count(*) from staging.music_skip_events where track_id = ''"
+        "select count(*) from staging.pozytywka_events where track_id = ''"
     ).fetchone() == (0,)
     # the user of the PLAY that came without one is the session's user
     assert built.execute(
-        "select count(*) from staging.music_skip_events where user_id is null and session_id <> 40"
+        "select count(*) from staging.pozytywka_events where user_id is null and session_id <> 40"
     ).fetchone() == (0,)
 
 
@@ -506,8 +506,8 @@ def test_real_sample_labels_match_the_readme(sample):
 
 def test_real_sample_models_keep_their_grain(sample):
     con, counts = sample
-    assert counts["staging.music_skip_events"] == 3626  # no duplicates in one delivery
-    assert counts["staging.music_skip_artists"] == 10163  # 10,657 less the 494 ids "-1"
+    assert counts["staging.pozytywka_events"] == 3626  # no duplicates in one delivery
+    assert counts["staging.pozytywka_artists"] == 10163  # 10,657 less the 494 ids "-1"
     assert counts["features.music_skip_tracks"] == 21608
     assert_unique(con, "features.music_skip_plays", "session_id, timestamp, track_id")
     assert_unique(con, "features.music_skip_candidates", "user_id, track_id")

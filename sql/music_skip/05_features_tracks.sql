@@ -7,11 +7,11 @@
 -- null -> the median cost of its storage class.
 create or replace table features.music_skip_tracks as
 with tracks as (
-    select * from staging.music_skip_tracks
+    select * from staging.pozytywka_tracks
 ),
 
 storage as (
-    select * from staging.music_skip_track_storage
+    select * from staging.pozytywka_track_storage
 ),
 
 recent_plays as (

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import duckdb
 import pandas as pd
 
-from mlcore.config import Settings
-from mlcore.lake import Lake, predictions_prefix
+from mlcore.contract import PublishContext
+from mlcore.lake import predictions_prefix
 from mlcore.sqlrun import run_sql_dir
-from mlcore.warehouse import table_exists
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +20,6 @@ STORAGE_CLASSES = ("SLOW", "MEDIUM", "FAST")
 FAST_MIN_FULL_PLAYS = 1.0
 # Daily cost per millisecond of audio in the v1 delivery (daily_cost / duration_ms, exact there).
 V1_RATES = {"SLOW": 5e-8, "MEDIUM": 1e-7, "FAST": 5e-7}
-MART_SCHEMAS = {
-    "ab_assignments": "ds date, user_id integer, arm varchar, model_name varchar, "
-    "model_version varchar",
-    "skip_scores": "ds date, user_id integer, track_id varchar, p_skip double, "
-    "model_version varchar, arm varchar",
-}
 
 
 def storage_rates(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
@@ -85,33 +77,34 @@ def plan_cache(demand: pd.DataFrame, rates: dict[str, float], budget: float | No
     return plan
 
 
-def publish(
-    con: duckdb.DuckDBPyConnection,
-    lake: Lake,
-    ds: dt.date,
-    settings: Settings,
-    serving: dict[str, str],
-) -> dict[str, str]:
-    """Stage today's rows of every music_skip table; return {table: query} for publish_tables."""
-    missing = [m for m in ARM_MODELS.values() if m not in serving]
-    if missing:
-        raise RuntimeError(f"music_skip: no serving version for {missing}; run the gate first")
-    con.execute("create or replace temp table serving (model_name varchar, model_version varchar)")
-    con.executemany("insert into serving values (?, ?)", list(serving.items()))
-    # The A/B report reads earlier partitions; on the first night there are none yet.
-    for table, columns in MART_SCHEMAS.items():
-        if not table_exists(con, f"marts.{table}"):
-            con.execute(f"create table marts.{table} ({columns})")
+def publish(ctx: PublishContext) -> dict[str, str]:
+    """Stage today's rows of every music_skip table; return {table: query} for publish_tables.
 
-    with lake.local_dir(predictions_prefix("music_skip", ds)) as local:
+    Each arm's slot (``mlp_simple``, ``mlp_advanced``) is served by the model the gate chose
+    (``ctx.serving``): its champion, or on a degraded night the run's best fallback model.
+    """
+    con = ctx.con
+    missing = [m for m in ARM_MODELS.values() if m not in ctx.serving]
+    if missing:
+        raise RuntimeError(f"music_skip: no serving model for {missing}; run the gate first")
+    con.execute(
+        "create or replace temp table serving "
+        "(slot varchar, model_name varchar, model_version varchar)"
+    )
+    con.executemany(
+        "insert into serving values (?, ?, ?)",
+        [(slot, s.model_name, s.version) for slot, s in sorted(ctx.serving.items())],
+    )
+    with ctx.lake.local_dir(predictions_prefix("music_skip", ctx.ds)) as local:
         scores_path = local / "scores.parquet"
         if not scores_path.exists():
-            raise RuntimeError(f"music_skip: no scores for {ds}; run the trainer first")
-        run_sql_dir(con, "music_skip/publish", {"ds": ds, "scores_path": str(scores_path)})
+            raise RuntimeError(f"music_skip: no scores for {ctx.ds}; run the trainer first")
+        run_sql_dir(con, "music_skip/publish", {"ds": ctx.ds, "scores_path": str(scores_path)})
 
     demand = con.execute("select * from publish_track_demand").df()
-    plan = plan_cache(demand, storage_rates(con), settings.cache_budget)
-    plan.insert(0, "ds", ds)
+    budget = ctx.pipeline_settings.cache_budget if ctx.pipeline_settings else None
+    plan = plan_cache(demand, storage_rates(con), budget)
+    plan.insert(0, "ds", ctx.ds)
     con.register("cache_plan_df", plan)
     con.execute(
         "create or replace temp table publish_cache_plan as select ds::date as ds, track_id, "

@@ -1,10 +1,10 @@
--- staging.music_skip_users: the listeners, renamed and cast; no personal data (name, city and
+-- staging.pozytywka_users: the listeners, renamed and cast; no personal data (name, city and
 -- street stay in raw: no model needs them).
 -- Grain: one row per user. Key: user_id (unique, not null).
 -- Source: raw.pozytywka_users (a snapshot) minus its quarantined rows.
 -- Cleaning: favourite_genres become a sorted list of distinct genres, [] when null;
 -- premium_user null -> false; when an id repeats, the newest delivery's first line wins.
-create or replace table staging.music_skip_users as
+create or replace table staging.pozytywka_users as
 with source as (
     select *
     from raw.pozytywka_users

@@ -1,10 +1,10 @@
--- staging.music_skip_artists: the artist catalogue, renamed and cast.
+-- staging.pozytywka_artists: the artist catalogue, renamed and cast.
 -- Grain: one row per artist. Key: artist_id (unique, not null).
 -- Source: raw.pozytywka_artists (a snapshot: one delivery) minus its quarantined rows.
 -- Cleaning: genres become a sorted list of distinct genres, [] when null; the id -1 (the v1
 -- delivery's marker for an unknown artist) and empty ids name no artist and are left out
 -- (validation counts them); when an id repeats, the newest delivery's first line wins.
-create or replace table staging.music_skip_artists as
+create or replace table staging.pozytywka_artists as
 with source as (
     select *
     from raw.pozytywka_artists

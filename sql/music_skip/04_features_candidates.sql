@@ -10,7 +10,7 @@
 --     with the user), then each user ranks the union of their genres' lists;
 --   * every track the user played in those 30 days.
 -- Features: the track's and the user's prior stats count all plays up to the end of $ds and are
--- smoothed as in 08: (skips + 5 × 0.34) / (plays + 5). The moment is typical: hour = the
+-- smoothed as in 03: (skips + 5 × 0.34) / (plays + 5). The moment is typical: hour = the
 -- user's most common play hour (ties: the earliest), weekday = that of $ds + 1 day
 -- (0 = Monday), position_in_session = 1, ad_before = 0, prev_skipped = 0.
 create or replace table features.music_skip_candidates as
@@ -21,7 +21,7 @@ with plays as (
 ),
 
 users as (
-    select * from staging.music_skip_users
+    select * from staging.pozytywka_users
 ),
 
 tracks as (

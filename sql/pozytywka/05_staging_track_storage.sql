@@ -1,9 +1,9 @@
--- staging.music_skip_track_storage: where each track is kept today and what it costs.
+-- staging.pozytywka_track_storage: where each track is kept today and what it costs.
 -- Grain: one row per track. Key: track_id (unique, not null).
 -- Source: raw.pozytywka_track_storage (a snapshot) minus its quarantined rows.
 -- Cleaning: storage_class trimmed and upper-cased ("" -> null); when a track repeats, the
 -- newest delivery's first line wins.
-create or replace table staging.music_skip_track_storage as
+create or replace table staging.pozytywka_track_storage as
 with source as (
     select *
     from raw.pozytywka_track_storage

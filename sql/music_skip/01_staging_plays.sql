@@ -20,7 +20,7 @@
 -- first one), prev_skipped (label of the session's previous play; 0 for the first).
 create or replace table staging.music_skip_plays as
 with events as (
-    select * from staging.music_skip_events
+    select * from staging.pozytywka_events
 ),
 
 ordered as (

@@ -1,17 +1,17 @@
 -- staging.music_skip_track_attributes: what the model knows about a track before anyone plays
 -- it: the catalogue's columns, imputed, and the genres of its artist. Shared by the play
--- features (08) and the candidate features (09) so that both impute the same way.
+-- features (03) and the candidate features (04) so that both impute the same way.
 -- Grain: one row per track of the catalogue. Key: track_id (unique, not null).
 -- Imputation (never null afterwards): numbers missing from the catalogue -> the catalogue's
 -- median; key -> -1 ("no key detected", the catalogue's own convention); explicit -> 0;
 -- an artist missing from the artist snapshot -> artist_genres [] (so genre overlap 0).
 create or replace table staging.music_skip_track_attributes as
 with tracks as (
-    select * from staging.music_skip_tracks
+    select * from staging.pozytywka_tracks
 ),
 
 artists as (
-    select artist_id, genres from staging.music_skip_artists
+    select artist_id, genres from staging.pozytywka_artists
 ),
 
 medians as (

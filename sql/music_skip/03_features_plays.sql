@@ -1,14 +1,14 @@
 -- features.music_skip_plays: the training rows: every play of a known user and a known track,
--- its label and the features of mlcore.pipelines.music_skip_features.FEATURES (never null).
+-- its label and the features of mlcore.pipelines.music_skip.features.FEATURES (never null).
 -- Grain: one row per PLAY of a user and a track that are in staging. Keys:
 -- session_id × timestamp × track_id (unique, not null); session_id × position_in_session.
 -- No leakage: every feature is known when the play starts. The user's and the track's prior
 -- plays and skip rates count plays strictly earlier in time (a play at the same instant is
--- not "before"); prev_skipped and ad_before come from before the PLAY event (06); nothing
+-- not "before"); prev_skipped and ad_before come from before the PLAY event (01); nothing
 -- from during the play (LIKE, SKIP) or after it enters a feature.
 -- Skip rates are smoothed: (skips + 5 × 0.34) / (plays + 5), a prior worth 5 plays at a
 -- constant 0.34 (the service's long-run skip rate; a constant, so that no future play leaks
--- through a "global" rate). The same prior is used by the candidate features (09).
+-- through a "global" rate). The same prior is used by the candidate features (04).
 -- genre_overlap = how many of the user's (distinct) favourite genres the artist has;
 -- genre_overlap_share = that / the number of favourite genres (0 when the user has none).
 -- hour and weekday of the play in UTC; weekday 0 = Monday … 6 = Sunday.
@@ -27,7 +27,7 @@ with plays as (
 ),
 
 users as (
-    select * from staging.music_skip_users
+    select * from staging.pozytywka_users
 ),
 
 tracks as (

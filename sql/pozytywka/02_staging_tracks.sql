@@ -1,11 +1,11 @@
--- staging.music_skip_tracks: the track catalogue, renamed and cast.
+-- staging.pozytywka_tracks: the track catalogue, renamed and cast.
 -- Grain: one row per track. Key: track_id (unique, not null); artist_id -> staging artists
 -- (not enforced: the v1 catalogue names artists that the artist delivery lacks).
 -- Source: raw.pozytywka_tracks (a snapshot) minus its quarantined rows.
 -- Cleaning: release_year from release_date written YYYY, YYYY-MM or YYYY-MM-DD (null for
 -- anything else); empty ids become null; when an id repeats, the newest delivery's first
 -- line wins.
-create or replace table staging.music_skip_tracks as
+create or replace table staging.pozytywka_tracks as
 with source as (
     select *
     from raw.pozytywka_tracks

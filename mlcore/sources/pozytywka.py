@@ -1,50 +1,20 @@
-"""Declared schemas of the raw deliveries: what each file must hold, typed once, never guessed.
+"""pozytywka: the Pozytywka music service's deliveries (JSONL): catalogue snapshots and sessions.
 
-A source is what the business drops under ``lake/raw/<source>/ds=YYYY-MM-DD/``. Each of its
-tables lands in ``raw.<source>_<table>`` with the declared columns plus lineage columns:
-``_source_file``, ``_line`` (1-based line of the record in its file), ``_ingested_at``, ``ds``
-(the delivery date) and, for JSONL, ``_extra_keys`` (keys the schema does not declare).
+Staged by ``sql/pozytywka/`` into ``staging.pozytywka_*`` for every pipeline that reads it
+(music_skip today). Real samples: ``../shared/data/pozytywka`` (``v1``, the first delivery with
+its real defects; ``v2-variant01``, a larger delivery of 10,229 plays), both with the corrected
+catalogue's tracks (``catalog/tracks.jsonl``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import datetime as dt
+from pathlib import Path
 
-LINEAGE_COLUMNS = ("_source_file", "_line", "_ingested_at", "ds")
+from mlcore.sources import Option, SourceSpec, TableSpec
 
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    file: str
-    columns: dict[str, str]  # column -> DuckDB type
-    key: tuple[str, ...]
-    kind: str = "snapshot"  # snapshot: each delivery replaces the table; event: keyed by ds
-    format: str = "jsonl"  # jsonl | csv
-    csv_header: bool = True
-    csv_delimiter: str = ","
-
-    def __post_init__(self):
-        assert self.kind in ("snapshot", "event"), self.kind
-        assert self.format in ("jsonl", "csv"), self.format
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    name: str
-    tables: tuple[TableSpec, ...]
-    doc: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def table(self, name: str) -> TableSpec:
-        for t in self.tables:
-            if t.name == name:
-                return t
-        raise KeyError(f"source {self.name!r} has no table {name!r}")
-
-    def raw_table(self, name: str) -> str:
-        return f"raw.{self.name}_{self.table(name).name}"
-
+NAME = "pozytywka"
+SAMPLE_VARIANTS = ("v1", "v2-variant01")
 
 _AUDIO = {
     c: "double"
@@ -61,8 +31,8 @@ _AUDIO = {
     ]
 }
 
-POZYTYWKA = SourceSpec(
-    name="pozytywka",
+SOURCE = SourceSpec(
+    name=NAME,
     doc="Pozytywka music service: catalogue snapshots and the listening sessions since the "
     "last delivery (JSONL).",
     tables=(
@@ -123,13 +93,46 @@ POZYTYWKA = SourceSpec(
             key=("track_id",),
         ),
     ),
+    synth="mlcore.synth.pozytywka:write_delivery",
+    synth_options=(
+        Option("users", int, 200, "listeners"),
+        Option("days", int, 30, "days of sessions up to --ds"),
+        Option("defects", bool, False, "inject the real v1 defects"),
+    ),
+    sample="mlcore.sources.pozytywka:stage_sample",
+    sample_ds="2023-03-27",
+    sample_options=(
+        Option("variant", str, "v1", f"which real delivery: {', '.join(SAMPLE_VARIANTS)}"),
+    ),
+    # A month of history with the real defects, then one more night.
+    demo_nights=(
+        {"users": 300, "days": 30, "defects": True},
+        {"users": 300, "days": 1, "defects": True},
+    ),
 )
+POZYTYWKA = SOURCE
 
-SOURCES: dict[str, SourceSpec] = {s.name: s for s in (POZYTYWKA,)}
 
+def stage_sample(lake, ds: dt.date, data: Path, *, variant: str = "v1") -> list[str]:
+    """Put a real Pozytywka delivery (``data/pozytywka/<variant>``) in the lake as ``ds``.
 
-def get_source(name: str) -> SourceSpec:
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(SOURCES))}") from None
+    Every variant is delivered with the corrected catalogue's tracks (its README says so).
+    """
+    from mlcore.lake import raw_prefix
+
+    if variant not in SAMPLE_VARIANTS:
+        raise ValueError(
+            f"pozytywka sample variant must be one of {SAMPLE_VARIANTS}, got {variant!r}"
+        )
+    folder = Path(data) / NAME / variant
+    files = sorted(folder.glob("*.jsonl"))
+    files.append(Path(data) / NAME / "catalog" / "tracks.jsonl")
+    missing = [str(f) for f in files if not f.exists()]
+    if missing or len(files) < 2:
+        raise FileNotFoundError(f"pozytywka sample incomplete: missing {missing or folder}")
+    keys = []
+    for f in files:
+        key = f"{raw_prefix(NAME, ds)}/{f.name}"
+        lake.put_file(f, key)
+        keys.append(lake.url(key))
+    return keys

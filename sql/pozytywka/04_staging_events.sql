@@ -1,4 +1,4 @@
--- staging.music_skip_events: the listening events of every delivery up to $ds, once each.
+-- staging.pozytywka_events: the listening events of every delivery up to $ds, once each.
 -- Grain: one row per event. Key: session_id × timestamp × event_type × track_id (unique; the
 -- last two may be null, and a null counts as one value). session_id and timestamp not null.
 -- Source: raw.pozytywka_sessions partitions with ds <= $ds, minus their quarantined rows.
@@ -10,7 +10,7 @@
 --   * user_id null -> the user of the other events of its session (a session has one user);
 --   * an event without session_id or timestamp cannot be placed in a session: left out
 --     (validation counts such rows).
-create or replace table staging.music_skip_events as
+create or replace table staging.pozytywka_events as
 with source as (
     select *
     from raw.pozytywka_sessions
