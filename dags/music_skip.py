@@ -16,18 +16,22 @@ PIPELINE = get("music_skip")
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=[*TAGS, "music", "pozytywka"],
+    tags=[*TAGS, *PIPELINE.tags],
 )
 def music_skip():
     """
     ### Music skip prediction (Pozytywka)
 
     Every night, for the day `ds` that has just ended: load the Pozytywka delivery, check it,
-    build features in SQL, train two Keras MLPs (simple, advanced) against majority and
-    gradient-boosting baselines, gate them against the champion, and publish.
+    stage it (`sql/pozytywka/`, shared by every pipeline reading it), build features in SQL,
+    train two Keras MLPs (simple, advanced) against majority and gradient-boosting baselines,
+    gate them against the champion, and publish. When no model passes and no champion can
+    serve, the best model that beats `always_played` serves and the run is marked degraded
+    (the reason is in the gate's log, `ops.model_runs`, `ops.serving` and the Asset
+    events); only when nothing beats `always_played` does it fail.
 
     **Input**: `lake/raw/pozytywka/ds=…/` (JSONL: artists, tracks, users, sessions,
-    track_storage) → `raw.pozytywka_*`.
+    track_storage) → `raw.pozytywka_*` → `staging.pozytywka_*`.
 
     **Outputs** (`marts.<table>` partition `ds`, `lake/outputs/<table>/ds=…/`, and an Asset
     `nightshift.marts.<table>` per table):
@@ -43,14 +47,15 @@ def music_skip():
     `ds`), or `nightshift run music_skip --ds YYYY-MM-DD` on a laptop. A failed task logs one
     line `nightshift task failed: … reason=…`; a failed validation is not retried.
     """
-    ingest = tasks.ingest("pozytywka")
-    validate = tasks.validate("pozytywka")
     features = tasks.build_features(PIPELINE.name)
+    for source in PIPELINE.sources:  # ingest >> validate >> stage, per source
+        _, staged = tasks.source_chain(source)
+        staged >> features
     train = tasks.train_model(PIPELINE.name)
     gate = tasks.gate_model(PIPELINE.name)
     publish = tasks.publish_outputs(PIPELINE.name)
 
-    ingest >> validate >> features >> train >> gate >> publish
+    features >> train >> gate >> publish
 
 
 music_skip()

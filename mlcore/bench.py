@@ -1,8 +1,10 @@
-"""`nightshift bench`: the whole pipeline for one ds on synthetic data, stage by stage.
+"""`nightshift bench <pipeline>`: the whole pipeline for one ds on synthetic data, stage by stage.
 
-Each stage runs in a child process of its own, as an Airflow task would, so that the peak
-resident memory reported for it is that stage's own (``ru_maxrss`` of the child). The delivery
-is generated once per (users, days, seed) and reused.
+The stages come from the registry: for each of the pipeline's sources ingest, validate and
+stage, then the pipeline's features, train+score, gate and publish. Each stage runs in a child
+process of its own, as an Airflow task would, so that the peak resident memory reported for it
+is that stage's own (``ru_maxrss`` of the child). The deliveries are generated once per set of
+generator options and seed (each source's ``synth`` with its ``synth_options``) and reused.
 """
 
 from __future__ import annotations
@@ -20,18 +22,30 @@ import time
 from pathlib import Path
 
 from mlcore import steps
+from mlcore.contract import Pipeline
+from mlcore.sources import get_source
 
 BENCH_DS = dt.date(2024, 3, 31)
-# (stage label, step function, what it runs on)
-STAGES = (
-    ("ingest", "ingest", "pozytywka"),
-    ("validate+quarantine", "validate", "pozytywka"),
-    ("sql features", "build_features", "music_skip"),
-    ("train+score", "train", "music_skip"),
-    ("gate", "gate", "music_skip"),
-    ("publish", "publish", "music_skip"),
-)
-MARTS = ("skip_scores", "cache_plan", "ab_assignments", "ab_report")
+# The stages before the model that the targets group together ("ingest + validate + features").
+DATA_STAGES = ("ingest", "validate", "stage", "sql features")
+
+
+def stages(spec: Pipeline) -> list[tuple[str, str, str]]:
+    """(stage label, step function, what it runs on) for ``spec``, in run order."""
+    out = []
+    for source in spec.sources:
+        suffix = f" {source}" if len(spec.sources) > 1 else ""
+        out += [
+            (f"ingest{suffix}", "ingest", source),
+            (f"validate{suffix}", "validate", source),
+            (f"stage{suffix}", "stage", source),
+        ]
+    return out + [
+        ("sql features", "build_features", spec.name),
+        ("train+score", "train", spec.name),
+        ("gate", "gate", spec.name),
+        ("publish", "publish", spec.name),
+    ]
 
 
 def child(step: str, name: str, ds: str) -> None:
@@ -54,29 +68,29 @@ def _run_child(step: str, name: str, ds: dt.date, env: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _rows(label: str, out: dict, previous: dict) -> tuple[int | None, int | None]:
+def _rows(step: str, out: dict, previous: dict) -> tuple[int | None, int | None]:
     """Rows into and out of a stage, from the summaries the steps return."""
     r = out["result"]
-    if label == "ingest":
+    if step == "ingest":
         t = r["tables"].values()
         return sum(x["rows"] + x["rejected"] for x in t), sum(x["rows"] for x in t)
-    if label.startswith("validate"):
+    if step == "validate":
         t = r["tables"].values()
         return sum(x["rows"] for x in t), sum(x["rows"] - x["quarantined"] for x in t)
-    if label == "sql features":
-        return previous.get("validated"), sum(r["exported"].values())
-    if label.startswith("train"):
-        return r["rows"]["train_rows"], r["rows"]["candidate_rows"]
-    if label == "gate":
-        return len(r["decisions"]), sum(
-            1 for d in r["decisions"].values() if d.get("serving_version")
-        )
-    if label == "publish":
-        return previous.get("candidates"), sum(r["tables"].values())
+    if step == "stage":
+        return previous.get("validated"), sum(v or 0 for v in r["tables"].values())
+    if step == "build_features":
+        return previous.get("staged"), sum(r["exported"].values())
+    if step == "train":
+        return r["rows"]["train_rows"], r["rows"]["scored_rows"]
+    if step == "gate":
+        return len(r["decisions"]), len(r["serving"])
+    if step == "publish":
+        return previous.get("scored"), sum(r["tables"].values())
     return None, None
 
 
-def marts_digest(warehouse: Path, ds: dt.date) -> str:
+def marts_digest(warehouse: Path, ds: dt.date, tables: tuple[str, ...]) -> str:
     """A digest of every published mart partition for ``ds`` (to compare two runs).
 
     Computed inside DuckDB (an order-free xor of per-row md5s, plus the row count; a sum would
@@ -89,7 +103,7 @@ def marts_digest(warehouse: Path, ds: dt.date) -> str:
     h = hashlib.sha256()
     with duckdb.connect(str(warehouse), read_only=True) as con:
         con.execute("set enable_progress_bar = false")
-        for table in MARTS:
+        for table in tables:
             row = con.execute(
                 f"select count(*), bit_xor(md5_number(t::varchar)) "
                 f"from marts.{table} t where ds = ?",
@@ -117,16 +131,15 @@ def machine() -> dict:
     }
 
 
-def run_once(env: dict, ds: dt.date, log) -> dict:
-    stages, carry = [], {}
-    for i, (label, step, name) in enumerate(STAGES, 1):
-        log(f"[{i}/{len(STAGES)}] {label} ...")
+def run_once(spec: Pipeline, env: dict, ds: dt.date, log) -> dict:
+    plan, done, carry = stages(spec), [], {}
+    for i, (label, step, name) in enumerate(plan, 1):
+        log(f"[{i}/{len(plan)}] {label} ...")
         out = _run_child(step, name, ds, env)
-        rows_in, rows_out = _rows(label, out, carry)
-        if label.startswith("validate"):
-            carry["validated"] = rows_out
-        if label.startswith("train"):
-            carry["candidates"] = rows_out
+        rows_in, rows_out = _rows(step, out, carry)
+        carry[{"validate": "validated", "stage": "staged", "train": "scored"}.get(step, step)] = (
+            rows_out
+        )
         stage = {
             "stage": label,
             "rows_in": rows_in,
@@ -135,29 +148,56 @@ def run_once(env: dict, ds: dt.date, log) -> dict:
             "rows_per_second": round(rows_in / out["seconds"]) if rows_in else None,
             "peak_rss_mb": round(out["peak_mb"]),
         }
-        if label.startswith("train"):
+        if step == "train":
             stage["detail"] = out["result"].get("timings", {})
-        stages.append(stage)
+        if step == "gate" and out["result"].get("degraded"):
+            stage["detail"] = {"degraded": out["result"]["degraded"]}
+        done.append(stage)
         log(
-            f"[{i}/{len(STAGES)}] {label}: {stage['seconds']:.1f}s, "
+            f"[{i}/{len(plan)}] {label}: {stage['seconds']:.1f}s, "
             f"{rows_in} -> {rows_out} rows, peak {stage['peak_rss_mb']} MB"
         )
-    return {"stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages), 2)}
+    return {"stages": done, "total_seconds": round(sum(s["seconds"] for s in done), 2)}
 
 
-def bench(*, users: int, days: int, seed: int, workdir: Path, repeat: int = 1, log=print) -> dict:
-    """Generate (once) a synthetic delivery and run the pipeline on it ``repeat`` times."""
-    from mlcore.synth.pozytywka import write_delivery
+def _data_folder(spec: Pipeline, options: dict[str, dict], seed: int) -> str:
+    """A folder name that says which deliveries it holds (e.g. pozytywka-users2000-days30-s0)."""
+    parts = []
+    for source in spec.sources:
+        opts = "-".join(
+            f"{k}{int(v) if isinstance(v, bool) else v}" for k, v in options[source].items()
+        )
+        parts.append(f"{source}-{opts}" if opts else source)
+    return "+".join(parts) + f"-s{seed}"
 
-    data = workdir / f"pozytywka-u{users}-d{days}-s{seed}"
+
+def bench(
+    spec: Pipeline,
+    *,
+    options: dict[str, dict],
+    seed: int,
+    workdir: Path,
+    repeat: int = 1,
+    log=print,
+) -> dict:
+    """Generate (once) a synthetic delivery of each source and run the pipeline ``repeat`` times.
+
+    ``options`` maps each of the pipeline's sources to its generator's options. Deliveries carry
+    the sources' real defects where the generator can inject them (``defects``: on by default).
+    """
+    data = workdir / _data_folder(spec, options, seed)
     lake, warehouse = data / "lake", data / "warehouse.duckdb"
     marker = data / "delivery.json"
     synth_seconds = None
     if not marker.exists():
-        log(f"generating a synthetic delivery: {users} users x {days} days (seed {seed}) ...")
+        counts = {}
         started = time.perf_counter()
-        counts = write_delivery(lake, BENCH_DS, users=users, days=days, seed=seed, defects=True)
+        for source in spec.sources:
+            log(f"generating a synthetic {source} delivery: {options[source]} (seed {seed}) ...")
+            made = get_source(source).load_synth()(lake, BENCH_DS, seed=seed, **options[source])
+            counts.update({f"{source}/{f}": n for f, n in made.items()})
         synth_seconds = round(time.perf_counter() - started, 1)
+        data.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(counts))
     counts = json.loads(marker.read_text())
     warehouse.unlink(missing_ok=True)  # the first run starts from an empty warehouse
@@ -173,22 +213,16 @@ def bench(*, users: int, days: int, seed: int, workdir: Path, repeat: int = 1, l
     runs = []
     for n in range(repeat):
         log(f"== run {n + 1} of {repeat} for ds={BENCH_DS}")
-        run = run_once(env, BENCH_DS, log)
-        run["marts_digest"] = marts_digest(warehouse, BENCH_DS)
+        run = run_once(spec, env, BENCH_DS, log)
+        run["marts_digest"] = marts_digest(warehouse, BENCH_DS, spec.published_tables)
         runs.append(run)
     first = runs[0]["stages"]
-    head = sum(
-        s["seconds"]
-        for s in first
-        if s["stage"] in ("ingest", "validate+quarantine", "sql features")
-    )
+    head = sum(s["seconds"] for s in first if s["stage"].startswith(DATA_STAGES))
     return {
-        "pipeline": "music_skip",
-        "users": users,
-        "days": days,
+        "pipeline": spec.name,
+        "options": options,
         "seed": seed,
         "ds": BENCH_DS.isoformat(),
-        "session_events": counts.get("sessions.jsonl"),
         "delivery_rows": counts,
         "synth_seconds": synth_seconds,
         "machine": machine(),
@@ -201,10 +235,11 @@ def bench(*, users: int, days: int, seed: int, workdir: Path, repeat: int = 1, l
 
 
 def format_table(result: dict) -> str:
+    delivered = sum(result["delivery_rows"].values())
     lines = [
-        f"music_skip bench: {result['users']} users x {result['days']} days, "
-        f"{result['session_events']:,} session events, on {result['machine']['cores']} cores "
-        f"({result['machine']['cpu']}, {result['machine']['memory_gib']} GiB)",
+        f"{result['pipeline']} bench: {result['options']}, {delivered:,} delivered rows, on "
+        f"{result['machine']['cores']} cores ({result['machine']['cpu']}, "
+        f"{result['machine']['memory_gib']} GiB)",
     ]
     header = (
         f"{'stage':<22}{'rows in':>12}{'rows out':>12}{'seconds':>10}{'rows/s':>12}{'peak MB':>9}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from mlcore import pipelines, steps
 from mlcore.config import load_settings
 from mlcore.lake import open_lake, raw_prefix
+from mlcore.sources import SOURCES, get_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -31,38 +32,26 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def cmd_synth(args) -> int:
-    if args.source != "pozytywka":
-        raise SystemExit(f"nightshift synth: no generator for source {args.source!r} yet")
-    from mlcore.synth.pozytywka import write_delivery
+def _options(args, options) -> dict:
+    return {o.name: getattr(args, o.name) for o in options}
 
-    counts = write_delivery(
-        args.out, args.ds, users=args.users, days=args.days, seed=args.seed, defects=args.defects
+
+def cmd_synth(args) -> int:
+    source = get_source(args.source)
+    counts = source.load_synth()(
+        args.out, args.ds, seed=args.seed, **_options(args, source.synth_options)
     )
     print(json.dumps({"out": str(Path(args.out) / raw_prefix(args.source, args.ds)), **counts}))
     return 0
 
 
-def stage_sample(source: str, ds: dt.date, data: Path) -> list[str]:
-    """Copy the real sample of ``source`` into the lake as the delivery of ``ds``."""
-    if source != "pozytywka":
-        raise SystemExit(f"nightshift sample: no real sample wired for {source!r} yet")
-    files = sorted((data / "pozytywka" / "v1").glob("*.jsonl"))
-    files.append(data / "pozytywka" / "catalog" / "tracks.jsonl")
-    missing = [str(f) for f in files if not f.exists()]
-    if missing or not files:
-        raise SystemExit(f"nightshift sample: missing sample files {missing or data}")
-    lake = open_lake(load_settings())
-    keys = []
-    for f in files:
-        key = f"{raw_prefix(source, ds)}/{f.name}"
-        lake.put_file(f, key)
-        keys.append(lake.url(key))
-    return keys
-
-
 def cmd_sample(args) -> int:
-    for key in stage_sample(args.source, args.ds, Path(args.data)):
+    """Stage the real sample of a source (../shared/data) in the lake as one delivery."""
+    source = get_source(args.source)
+    ds = args.ds or dt.date.fromisoformat(source.sample_ds or DEMO_DS.isoformat())
+    lake = open_lake(load_settings())
+    stager = source.load_sample()
+    for key in stager(lake, ds, Path(args.data), **_options(args, source.sample_options)):
         print(key)
     return 0
 
@@ -100,7 +89,7 @@ def cmd_metrics(args) -> int:
     from mlcore.registry import latest_metrics
     from mlcore.warehouse import open_warehouse
 
-    pipelines.get(args.dag_id)
+    spec = pipelines.get(args.dag_id)
     with open_warehouse(load_settings().warehouse, read_only=True) as con:
         result = latest_metrics(con, args.dag_id, args.ds)
     if args.json:
@@ -108,14 +97,13 @@ def cmd_metrics(args) -> int:
     else:
         from mlcore.report import metrics_table
 
-        print(metrics_table(result))
+        print(metrics_table(result, spec.kind))
     return 0
 
 
 def cmd_demo(args) -> int:
-    """Synthesise a delivery per source, run every DAG for two nights, show what was published."""
+    """Synthesise two nights of every registered source, run every DAG, show what was published."""
     from mlcore.report import demo_summary
-    from mlcore.synth.pozytywka import write_delivery
 
     settings = load_settings()
     if settings.lake_is_s3:
@@ -126,13 +114,13 @@ def cmd_demo(args) -> int:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    first = args.ds - dt.timedelta(days=1)
-    nights = [(first, args.days), (args.ds, 1)]
-    for ds, days in nights:
-        print(f"== synthesising pozytywka delivery ds={ds} ({days} day(s) of sessions)")
-        write_delivery(settings.lake, ds, users=args.users, days=days, seed=args.seed, defects=True)
+    nights = [args.ds - dt.timedelta(days=1), args.ds]
+    for source in SOURCES.values():
+        for ds, options in zip(nights, source.demo_nights, strict=True):
+            print(f"== synthesising {source.name} delivery ds={ds} ({options})")
+            source.load_synth()(settings.lake, ds, seed=args.seed, **options)
     failed = 0
-    for ds, _ in nights:
+    for ds in nights:
         for name in pipelines.PIPELINES:
             print(f"== running DAG {name} for ds={ds}")
             started = time.perf_counter()
@@ -149,11 +137,14 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     from mlcore.bench import bench, format_table
 
-    if args.pipeline != "music_skip":
-        raise SystemExit(f"nightshift bench: no benchmark for {args.pipeline!r} yet")
+    spec = pipelines.get(args.pipeline)
+    options = {
+        source: {o.name: getattr(args, o.name) for o in get_source(source).synth_options}
+        for source in spec.sources
+    }
     result = bench(
-        users=args.users,
-        days=args.days,
+        spec,
+        options=options,
         seed=args.seed,
         workdir=Path(args.workdir),
         repeat=args.repeat,
@@ -166,26 +157,46 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _add_options(parser: argparse.ArgumentParser, options, *, flags_on: bool = False) -> None:
+    """Add a source's generator options; with ``flags_on`` a bool is on unless --no-<name>."""
+    for o in options:
+        flag = "--" + o.name.replace("_", "-")
+        if o.type is bool and flags_on:
+            parser.add_argument(
+                "--no-" + o.name.replace("_", "-"), dest=o.name, action="store_false", help=o.help
+            )
+        elif o.type is bool:
+            parser.add_argument(flag, dest=o.name, action="store_true", help=o.help)
+        else:
+            parser.add_argument(flag, dest=o.name, type=o.type, default=o.default, help=o.help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nightshift", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("synth", help="write a realistic synthetic raw delivery")
-    s.add_argument("source", choices=["pozytywka"])
-    s.add_argument("--out", required=True, help="lake root (a folder) to write raw/<source>/ into")
-    s.add_argument("--ds", type=_date, default=DEMO_DS, help="delivery date (default %(default)s)")
-    s.add_argument("--users", type=int, default=200)
-    s.add_argument("--days", type=int, default=30, help="days of sessions up to --ds")
-    s.add_argument("--scale", type=int, dest="users", help="alias of --users")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--defects", action="store_true", help="inject the real v1 defects")
-    s.set_defaults(fn=cmd_synth)
+    s = sub.add_parser("synth", help="write a realistic synthetic raw delivery of a source")
+    by_source = s.add_subparsers(dest="source", required=True)
+    for source in SOURCES.values():
+        if source.synth is None:
+            continue
+        g = by_source.add_parser(source.name, help=source.doc.split(":")[0])
+        g.add_argument("--out", required=True, help="lake root (a folder) to write raw/ into")
+        g.add_argument("--ds", type=_date, default=DEMO_DS, help="delivery date (%(default)s)")
+        g.add_argument("--seed", type=int, default=0)
+        _add_options(g, source.synth_options)
+        g.set_defaults(fn=cmd_synth)
 
     s = sub.add_parser("sample", help="copy a real data sample into the lake as a delivery")
-    s.add_argument("source", choices=["pozytywka"])
-    s.add_argument("--ds", type=_date, default=dt.date(2023, 3, 27))
-    s.add_argument("--data", default=str(SHARED_DATA), help="folder of the samples")
-    s.set_defaults(fn=cmd_sample)
+    by_source = s.add_subparsers(dest="source", required=True)
+    for source in SOURCES.values():
+        if source.sample is None:
+            continue
+        g = by_source.add_parser(source.name, help=f"real sample, delivered as {source.sample_ds}")
+        g.add_argument("--ds", type=_date, default=None, help=f"default {source.sample_ds}")
+        g.add_argument("--data", default=str(SHARED_DATA), help="folder of the samples")
+        _add_options(g, source.sample_options)
+        g.set_defaults(fn=cmd_sample)
 
     s = sub.add_parser("run", help="run one DAG for one date through Airflow (dag.test)")
     s.add_argument("dag_id", choices=sorted(pipelines.PIPELINES))
@@ -198,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("step", help="run one step of a pipeline outside Airflow")
-    s.add_argument("step", choices=["ingest", "validate", "build-features", "gate", "publish"])
-    s.add_argument("name", help="source (ingest, validate) or pipeline (the others)")
+    s.add_argument(
+        "step", choices=["ingest", "validate", "stage", "build-features", "gate", "publish"]
+    )
+    s.add_argument("name", help="source (ingest, validate, stage) or pipeline (the others)")
     s.add_argument("--ds", type=_date, required=True)
     s.set_defaults(fn=cmd_step)
 
@@ -210,21 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_metrics)
 
     s = sub.add_parser("bench", help="run a pipeline stage by stage on synthetic data, timed")
-    s.add_argument("pipeline", choices=sorted(pipelines.PIPELINES))
-    s.add_argument("--users", type=int, default=2000)
-    s.add_argument("--days", type=int, default=30)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--repeat", type=int, default=2, help="runs of the same ds (default 2)")
-    s.add_argument("--workdir", default="bench-results", help="where data and runs are kept")
-    s.add_argument("--json", help="also write the results as JSON to this path")
-    s.set_defaults(fn=cmd_bench)
+    by_pipeline = s.add_subparsers(dest="pipeline", required=True)
+    for spec in pipelines.PIPELINES.values():
+        g = by_pipeline.add_parser(spec.name, help=spec.summary.split(":")[0])
+        for source in spec.sources:  # the bench's deliveries carry the real defects by default
+            _add_options(g, get_source(source).synth_options, flags_on=True)
+        g.add_argument("--seed", type=int, default=0)
+        g.add_argument("--repeat", type=int, default=2, help="runs of the same ds (default 2)")
+        g.add_argument("--workdir", default="bench-results", help="where data and runs are kept")
+        g.add_argument("--json", help="also write the results as JSON to this path")
+        g.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("demo", help="synthesise data, run every DAG, print what was published")
     s.add_argument("--ds", type=_date, default=DEMO_DS)
-    s.add_argument("--users", type=int, default=300)
-    s.add_argument("--days", type=int, default=30)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--fresh", action="store_true", help="start from an empty lake and warehouse")
+    # Each source's demo nights (sizes, defects) are its own: SourceSpec.demo_nights.
     s.set_defaults(fn=cmd_demo)
     return p
 

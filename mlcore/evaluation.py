@@ -100,7 +100,9 @@ def figure_png(lake: Lake, manifest: RunManifest) -> bytes:
     title = f"{manifest.pipeline} {manifest.version} ({len(rows):,} evaluation rows)"
     if manifest.kind == "binary":
         scores = {m: col for m, col in ev.scores.items() if not m.startswith("champion_")}
-        return plots.binary_figure_png(rows, label=c.get("label", "label"), scores=scores, title=title)
+        return plots.binary_figure_png(
+            rows, label=c.get("label", "label"), scores=scores, title=title
+        )
     if manifest.kind in ("ranking", "recall"):
         from mlcore.metrics import ranking_curves
 

@@ -7,22 +7,23 @@ import datetime as dt
 from mlcore.config import Settings
 from mlcore.lake import open_lake
 
-METRICS = ("accuracy", "roc_auc", "log_loss", "f1_skip")
-
 
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
-def metrics_table(result: dict) -> str:
-    """The latest run's models and baselines, one row each, as a fixed-width table."""
+def metrics_table(result: dict, kind: str = "binary", k: int | None = None) -> str:
+    """The latest run's models and baselines, one row each, with the metrics of its kind."""
+    from mlcore.evaluation import metric_names
+
+    METRICS = metric_names(kind, k)
     lines = [f"{result.get('pipeline')} run {result.get('version')} (ds {result.get('ds')})"]
-    lines.append(f"{'model':<20}{'status':<11}" + "".join(f"{m:>10}" for m in METRICS))
+    lines.append(f"{'model':<20}{'status':<11}" + "".join(f"{m:>12}" for m in METRICS))
     rows = [(n, m.get("status", ""), m.get("metrics", {})) for n, m in result["models"].items()]
     rows += [(n, "baseline", m) for n, m in result.get("baselines", {}).items()]
     for name, status, metrics in rows:
         lines.append(
-            f"{name:<20}{status:<11}" + "".join(f"{_fmt(metrics.get(m)):>10}" for m in METRICS)
+            f"{name:<20}{status:<11}" + "".join(f"{_fmt(metrics.get(m)):>12}" for m in METRICS)
         )
     return "\n".join(lines)
 
@@ -66,5 +67,8 @@ def demo_summary(settings: Settings, ds: dt.date) -> str:
     for key in lake.list("reports"):
         if key.endswith("index.html") and f"ds={ds}" in key:
             out.append(f"  Data Docs: {lake.url(key)}")
-    out.append("Metrics: nightshift metrics music_skip --json")
+    from mlcore import pipelines
+
+    for name in pipelines.PIPELINES:
+        out.append(f"Metrics: nightshift metrics {name} --json")
     return "\n".join(out)

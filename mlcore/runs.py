@@ -3,9 +3,10 @@
 ``train(pipeline, lake, ds, settings)`` is what ``nightshift train`` runs (locally, in Docker, in
 a pod): it fetches the pipeline's feature files from the lake, hands the trainer a
 :class:`TrainingRun`, checks the :class:`~mlcore.manifest.RunManifest` it returns, writes it
-(last: a run whose manifest exists is complete), records which version trained for ``ds``, and
-draws the run's evaluation figure for its kind. The trainer does only what is its own: read its
-features, fit its models, evaluate them, and score tonight's rows through the helpers here:
+(last: a run whose manifest exists is complete) and records which version trained for ``ds``
+(the step, :func:`mlcore.steps.train`, then draws the run's evaluation figure for its kind).
+The trainer does only what is its own: read its features, fit its models, evaluate them, and
+score tonight's rows through the helpers here:
 
 - :meth:`TrainingRun.features` / :func:`check_columns` / :func:`check_no_nulls`: input checks
   that fail in one line naming the file and what is wrong with it;

@@ -77,6 +77,8 @@ class SourceSpec:
     sample_options: tuple[Option, ...] = ()
     # The demo's two nights: synth options of the first (a history) and of the second night.
     demo_nights: tuple[dict, dict] = ({}, {})
+    # Two small nights for the conformance tests (seconds, not minutes, per pipeline).
+    test_nights: tuple[dict, dict] = ({}, {})
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

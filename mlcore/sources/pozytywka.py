@@ -105,6 +105,10 @@ SOURCE = SourceSpec(
         Option("variant", str, "v1", f"which real delivery: {', '.join(SAMPLE_VARIANTS)}"),
     ),
     # A month of history with the real defects, then one more night.
+    test_nights=(
+        {"users": 80, "days": 21, "defects": True},
+        {"users": 80, "days": 1, "defects": True},
+    ),
     demo_nights=(
         {"users": 300, "days": 30, "defects": True},
         {"users": 300, "days": 1, "defects": True},

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import task
 
 from mlcore.config import ConfigError, Settings
-from nightshift_airflow.tasks import run_ds
+from nightshift_airflow.context import run_ds
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator

@@ -6,13 +6,13 @@ step's small summary dict. ``mlcore.steps`` (and with it DuckDB, pandas, TensorF
 imported inside the task bodies; parsing needs only the cheap settings and pipeline specs.
 
 A TaskFlow function may not take an argument named ``ds`` (Airflow reserves it for the
-context), so the tasks read the date of the run from the context with :func:`run_ds`.
+context), so the tasks read the date of the run from the context with
+:func:`nightshift_airflow.context.run_ds`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import XComArg, get_current_context, task
@@ -21,25 +21,10 @@ from mlcore.config import load_settings
 from mlcore.pipelines import get as get_pipeline
 from nightshift_airflow import WAREHOUSE_POOL
 from nightshift_airflow.assets import table_asset
+from nightshift_airflow.context import run_ds
+from nightshift_airflow.launcher import train_task
 
 log = logging.getLogger(__name__)
-
-
-def run_ds(context: Mapping[str, Any] | None = None) -> str:
-    """The run's ``ds`` (YYYY-MM-DD), from its logical date.
-
-    Airflow 3 allows runs without a logical date; a nightshift run needs one because every
-    step works on one ``ds`` partition, so such a run fails at once with the reason.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
-    context = get_current_context() if context is None else context
-    ds = context.get("ds")
-    if not ds:
-        raise AirflowFailException(
-            "this run has no logical date: trigger it with one (the ds to process)"
-        )
-    return ds
 
 
 def ingest(source: str) -> XComArg:
@@ -78,6 +63,28 @@ def validate(source: str) -> XComArg:
     return validate_source()
 
 
+def stage(source: str) -> XComArg:
+    """``stage_<source>``: run the source's staging SQL, shared by every pipeline reading it."""
+
+    @task(task_id=f"stage_{source}", pool=WAREHOUSE_POOL)
+    def stage_source() -> dict:
+        """Run `sql/<source>/` (rename and cast the validated raw tables into `staging.*`),
+        the staging every pipeline that reads this source shares."""
+        from mlcore import steps
+
+        return steps.stage(source, run_ds())
+
+    return stage_source()
+
+
+def source_chain(source: str) -> tuple[XComArg, XComArg]:
+    """``ingest_<source> >> validate_<source> >> stage_<source>``: (first task, last task)."""
+    first = ingest(source)
+    last = stage(source)
+    first >> validate(source) >> last
+    return first, last
+
+
 def build_features(pipeline: str) -> XComArg:
     """``build_features``: run ``sql/<pipeline>/`` and export the feature tables."""
 
@@ -94,9 +101,6 @@ def build_features(pipeline: str) -> XComArg:
 
 def train_model(pipeline: str) -> Any:
     """``train_model``: `nightshift train` on the configured backend (see ``launcher``)."""
-    # Imported here: the launcher imports run_ds from this module.
-    from nightshift_airflow.launcher import train_task
-
     return train_task(pipeline, load_settings())
 
 
@@ -107,10 +111,22 @@ def gate_model(pipeline: str) -> XComArg:
     def gate_model() -> dict:
         """Register the run's models in `ops.model_runs`. A model is promoted when it beats its
         baselines and is no worse than the champion; otherwise the champion keeps serving.
-        Fails when no model at all can serve."""
-        from mlcore import steps
+        When nothing passes and no champion can serve, the best model that beats the naive
+        baseline serves and the run is marked degraded (a warning with the reason); the task
+        fails, without retries, only when nothing beats naive."""
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return steps.gate(pipeline, run_ds())
+        from mlcore import steps
+        from mlcore.registry import GateFailed
+
+        try:
+            result = steps.gate(pipeline, run_ds())
+        except GateFailed as exc:
+            # The same run would fail the same way: retrying cannot help.
+            raise AirflowFailException(str(exc)) from exc
+        if result.get("degraded"):
+            log.warning("nightshift run degraded: %s", result["degraded"])
+        return result
 
     return gate_model()
 
@@ -132,6 +148,8 @@ def publish_outputs(pipeline: str) -> XComArg:
         rows, outputs = result.get("tables", {}), result.get("outputs", {})
         for table in tables:
             extra = {"ds": ds, "rows": rows.get(table), "uri": outputs.get(table)}
+            if result.get("degraded"):
+                extra["degraded"] = result["degraded"]
             context["outlet_events"][table_asset(table)].extra = extra
             log.info("published %s rows of %s for ds=%s", rows.get(table), table, ds)
         return result

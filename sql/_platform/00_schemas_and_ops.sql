@@ -47,7 +47,7 @@ create table if not exists ops.model_runs (
     metrics varchar,                    -- JSON: the model's holdout metrics
     baseline_metrics varchar,           -- JSON: {baseline_name: metrics} measured in the same run
     artifact_uri varchar,
-    status varchar not null,            -- candidate | champion | rejected | retired
+    status varchar not null,            -- champion | rejected | retired | degraded
     reason varchar,
     created_at timestamp not null
 );

@@ -30,10 +30,18 @@ from nightshift_airflow import WAREHOUSE_POOL  # noqa: E402
 from nightshift_airflow.airflow_env import POOLS  # noqa: E402
 
 # Tasks that write the warehouse (by id, or id prefix for the per-source tasks).
-WAREHOUSE_WRITERS = ("ingest_", "validate_", "build_features", "gate_model", "publish_outputs")
+WAREHOUSE_WRITERS = (
+    "ingest_",
+    "validate_",
+    "stage_",
+    "build_features",
+    "gate_model",
+    "publish_outputs",
+)
 MUSIC_SKIP_CHAIN = [
     "ingest_pozytywka",
     "validate_pozytywka",
+    "stage_pozytywka",
     "build_features",
     "train_model",
     "gate_model",
@@ -163,8 +171,9 @@ def check(source, ds):
 TABLES = mlcore.pipelines.get("music_skip").published_tables
 steps.ingest = lambda source, ds: {"tables": {"sessions": {"rows": 3, "rejected": 0}}}
 steps.validate = check
+steps.stage = lambda source, ds: {"tables": {"staging.pozytywka_events": 3}}
 steps.build_features = lambda pipeline, ds: {"exported": {"plays.parquet": 10}}
-steps.gate = lambda pipeline, ds: {"version": "v1"}
+steps.gate = lambda pipeline, ds: {"version": "v1", "degraded": None}
 steps.publish = lambda pipeline, ds: {
     "tables": {t: 7 for t in TABLES},
     "outputs": {t: f"/lake/outputs/{t}/ds={ds}" for t in TABLES},

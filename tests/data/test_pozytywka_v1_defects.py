@@ -15,7 +15,7 @@ import pytest
 
 from mlcore.ingest import ingest_delivery
 from mlcore.lake import LocalLake
-from mlcore.sources import POZYTYWKA
+from mlcore.sources.pozytywka import POZYTYWKA
 from mlcore.validate import ValidationReport, validate_source
 from mlcore.warehouse import connect
 

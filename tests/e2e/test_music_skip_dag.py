@@ -117,7 +117,7 @@ def test_publishes_marts_lake_outputs_and_registry(first_run):
     ):
         assert col in holdout.columns, col
     assert list(lake.glob(f"reports/**/ds={D1}/**/index.html")), "no Data Docs"
-    assert list(lake.glob("models/music_skip/*/holdout.png")), "no ROC / calibration plot"
+    assert list(lake.glob("models/music_skip/*/evaluation.png")), "no ROC / calibration plot"
 
     metrics = nightshift("metrics", "music_skip", "--json", env=env)
     assert metrics.returncode == 0, metrics.stderr

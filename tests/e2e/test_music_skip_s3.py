@@ -22,6 +22,7 @@ MARTS = ("skip_scores", "cache_plan", "ab_assignments", "ab_report")
 def run_pipeline(settings: Settings) -> dict:
     steps.ingest("pozytywka", DS.isoformat(), settings)
     steps.validate("pozytywka", DS.isoformat(), settings)
+    steps.stage("pozytywka", DS.isoformat(), settings)
     steps.build_features("music_skip", DS.isoformat(), settings)
     steps.train("music_skip", DS.isoformat(), settings)
     steps.gate("music_skip", DS.isoformat(), settings)

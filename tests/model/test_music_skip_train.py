@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,12 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlcore import training
+from mlcore import evaluation, pipelines, runs, training
 from mlcore.config import Settings
 from mlcore.lake import LocalLake, features_prefix, models_prefix
-from mlcore.pipelines import music_skip_train
-from mlcore.pipelines.music_skip_features import FEATURES, LABEL
-from mlcore.pipelines.music_skip_train import TrainParams, train
+from mlcore.manifest import ChampionEntry, RunManifest, ScoredModel
+from mlcore.pipelines.music_skip import train as music_skip_train
+from mlcore.pipelines.music_skip.features import FEATURES, LABEL
+from mlcore.pipelines.music_skip.train import TrainParams
+from mlcore.runs import TrainingRun
 from mlcore.training import TrainingError
 
 DS = dt.date(2024, 3, 31)
@@ -95,8 +98,34 @@ def read(lake: LocalLake, key: str) -> pd.DataFrame:
     return pq.read_table(lake.path(key)).to_pandas()
 
 
+def train_fast(lake: LocalLake, params: TrainParams = FAST) -> RunManifest:
+    """What ``mlcore.runs.train`` does, with FAST params: the trainer on a TrainingRun, then
+    the manifest written last, where the champion lookup and the gate read it."""
+    pipeline = pipelines.get("music_skip")
+    with lake.local_dir(features_prefix("music_skip", DS)) as folder:
+        run = TrainingRun(
+            pipeline=pipeline,
+            lake=lake,
+            ds=DS.isoformat(),
+            settings=SETTINGS,
+            folder=Path(folder),
+            pipeline_settings=pipeline.load_settings(),
+        )
+        manifest = music_skip_train.train(run, params=params)
+    assert isinstance(manifest, RunManifest)
+    lake.write_text(
+        f"{models_prefix('music_skip', manifest.version)}/manifest.json", manifest.to_json()
+    )
+    return manifest
+
+
+def train_default(lake: LocalLake) -> RunManifest:
+    """The run skeleton, as ``nightshift train music_skip`` runs it (default TrainParams)."""
+    return runs.train(pipelines.get("music_skip"), lake, DS, SETTINGS)
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def trained(tmp_path_factory):
     """Train twice on the same data; before the second run, install a champion of another version.
 
     The champion is a copy of the first run's models under PREVIOUS, so the second run must
@@ -104,12 +133,12 @@ def runs(tmp_path_factory):
     """
     lake = LocalLake(tmp_path_factory.mktemp("lake"))
     make_features(lake, DS)
-    first = train(lake, DS, SETTINGS, params=FAST)
-    holdout_first = read(lake, first["holdout_key"])
-    scores_first = read(lake, first["scores_key"])
+    first = train_fast(lake)
+    holdout_first = read(lake, first.evaluation.key)
+    scores_first = read(lake, first.scores_key)
 
     source, target = (
-        models_prefix("music_skip", first["version"]),
+        models_prefix("music_skip", first.version),
         models_prefix("music_skip", PREVIOUS),
     )
     for key in lake.list(source):
@@ -124,21 +153,24 @@ def runs(tmp_path_factory):
         json.dumps({"mlp_simple": PREVIOUS, "mlp_advanced": PREVIOUS}),
     )
 
-    second = train(lake, DS, SETTINGS, params=FAST)
+    second = train_fast(lake)
     return {
         "lake": lake,
         "first": first,
         "holdout_first": holdout_first,
         "scores_first": scores_first,
         "second": second,
-        "holdout_second": read(lake, second["holdout_key"]),
-        "scores_second": read(lake, second["scores_key"]),
+        "holdout_second": read(lake, second.evaluation.key),
+        "scores_second": read(lake, second.scores_key),
     }
 
 
-def test_writes_manifest_models_and_predictions(runs):
-    lake, m = runs["lake"], runs["first"]
-    folder = models_prefix("music_skip", m["version"])
+METRICS = {"accuracy", "roc_auc", "log_loss", "f1", "positive_rate", "n"}
+
+
+def test_writes_manifest_models_and_predictions(trained):
+    lake, m = trained["lake"], trained["first"]
+    folder = models_prefix("music_skip", m.version)
     for name in (
         "mlp_simple.keras",
         "mlp_advanced.keras",
@@ -146,103 +178,117 @@ def test_writes_manifest_models_and_predictions(runs):
         "manifest.json",
     ):
         assert lake.exists(f"{folder}/{name}"), name
-    assert m["version"].startswith("2024-03-31-") and len(m["version"]) == len("2024-03-31-") + 10
-    assert set(m["models"]) == {"mlp_simple", "mlp_advanced"}
-    assert set(m["baselines"]) == {"always_played", "gradient_boosting"}
-    assert m["gate"]["metric"] == "roc_auc"
-    assert m["champions"] == {}
-    assert m["holdout_key"] == "predictions/music_skip/ds=2024-03-31/holdout.parquet"
-    assert m["scores_key"] == "predictions/music_skip/ds=2024-03-31/scores.parquet"
-    on_disk = json.loads(lake.read_text(f"{folder}/manifest.json"))
-    assert on_disk["version"] == m["version"] and on_disk["params"]["seed"] == 42
-    for entry in (*m["models"].values(), *m["baselines"].values()):
-        assert set(entry["metrics"]) == {
-            "accuracy",
-            "roc_auc",
-            "log_loss",
-            "f1_skip",
-            "positive_rate",
-            "n",
-        }
+    assert m.version.startswith("2024-03-31-") and len(m.version) == len("2024-03-31-") + 10
+    assert m.pipeline == "music_skip" and m.kind == "binary" and m.ds == DS.isoformat()
+    assert set(m.models) == {"mlp_simple", "mlp_advanced"}
+    assert set(m.baselines) == {"always_played", "gradient_boosting"}
+    assert m.gate.metric == "roc_auc" and m.gate.naive == "always_played"
+    assert m.champions == {}
+    assert m.evaluation.key == "predictions/music_skip/ds=2024-03-31/holdout.parquet"
+    assert m.scores_key == "predictions/music_skip/ds=2024-03-31/scores.parquet"
+    on_disk = RunManifest.from_json(lake.read_text(f"{folder}/manifest.json"))
+    assert on_disk.version == m.version and on_disk.params["seed"] == 42
+    for entry in (*m.models.values(), *m.baselines.values()):
+        assert set(entry.metrics) == METRICS
+    assert m.models["mlp_simple"].inputs == list(FEATURES)
+    assert m.baselines["always_played"].artifact is None
+    assert m.baselines["always_played"].extra["p_skip"] == pytest.approx(
+        m.baselines["always_played"].metrics["positive_rate"], abs=0.1
+    )
 
 
-def test_mlps_beat_the_constant_baseline(runs):
-    m = runs["first"]
-    assert m["baselines"]["always_played"]["metrics"]["roc_auc"] == pytest.approx(0.5)
+def test_manifest_round_trips_through_json(trained):
+    for m in (trained["first"], trained["second"]):
+        assert RunManifest.from_json(m.to_json()) == m
+
+
+def test_mlps_beat_the_constant_baseline(trained):
+    m = trained["first"]
+    assert m.baselines["always_played"].metrics["roc_auc"] == pytest.approx(0.5)
     for name in ("mlp_simple", "mlp_advanced"):
-        assert m["models"][name]["metrics"]["roc_auc"] > 0.65, name
+        assert m.models[name].metrics["roc_auc"] > 0.65, name
 
 
-def test_holdout_is_the_latest_fifth_of_plays(runs):
-    lake, m, holdout = runs["lake"], runs["first"], runs["holdout_first"]
+def test_holdout_is_the_latest_fifth_of_plays(trained):
+    lake, m, holdout = trained["lake"], trained["first"], trained["holdout_first"]
     plays = read(lake, f"{features_prefix('music_skip', DS)}/plays.parquet")
-    assert len(holdout) == m["test_rows"] == N_PLAYS // 5
-    assert m["train_rows"] == N_PLAYS - N_PLAYS // 5
+    assert m.counts["input_rows"] == N_PLAYS
+    assert len(holdout) == m.counts["evaluation_rows"] == N_PLAYS // 5
+    assert m.counts["train_rows"] == N_PLAYS - N_PLAYS // 5
     train_ts = plays.loc[~plays["timestamp"].isin(holdout["timestamp"]), "timestamp"]
-    assert len(train_ts) == m["train_rows"]
+    assert len(train_ts) == m.counts["train_rows"]
     assert holdout["timestamp"].min() > train_ts.max()
-    assert holdout["timestamp"].min().isoformat() == m["split_time"]
+    assert holdout["timestamp"].min().isoformat() == m.split_time
     expected = ["session_id", "user_id", "track_id", "timestamp", "label"]
     expected += [
         f"p_skip_{n}" for n in ("always_played", "gradient_boosting", "mlp_simple", "mlp_advanced")
     ]
     assert list(holdout.columns) == expected
+    assert m.evaluation.columns["label"] == "label"
+    assert m.evaluation.scores == {c.removeprefix("p_skip_"): c for c in expected[5:]}
     # the holdout's label is the play's own label, row by row
     joined = holdout.merge(plays, on=["session_id", "user_id", "track_id", "timestamp"])
     assert len(joined) == len(holdout) and (joined["label"] == joined[LABEL]).all()
 
 
-def test_saved_models_score_raw_features(runs):
+def test_saved_models_score_raw_features(trained):
     """The .keras file normalises inside: raw features in, the holdout's p_skip out."""
-    lake, m, holdout = runs["lake"], runs["first"], runs["holdout_first"]
+    lake, m, holdout = trained["lake"], trained["first"], trained["holdout_first"]
     plays = read(lake, f"{features_prefix('music_skip', DS)}/plays.parquet")
     rows = holdout[["session_id", "timestamp"]].merge(plays, on=["session_id", "timestamp"])
     for name in ("mlp_simple", "mlp_advanced"):
-        model = training.load_keras(lake, m["models"][name]["artifact"])
+        model = training.load_keras(lake, m.models[name].artifact)
         p = training.predict_batched(model, rows[list(FEATURES)].to_numpy(np.float32))
         np.testing.assert_allclose(p, holdout[f"p_skip_{name}"], rtol=0, atol=1e-6)
-    gb = training.load_pickle(lake, m["baselines"]["gradient_boosting"]["artifact"])
+    gb = training.load_pickle(lake, m.baselines["gradient_boosting"].artifact)
     np.testing.assert_allclose(
         gb.predict_proba(rows[list(FEATURES)].to_numpy(np.float32))[:, 1],
         holdout["p_skip_gradient_boosting"],
     )
 
 
-def test_rerun_is_deterministic(runs):
+def test_rerun_is_deterministic(trained):
     """Same data, params and seed: the same version and bit-identical holdout predictions.
 
     Measured on CPU (TensorFlow 2.21, oneDNN): the predictions are bitwise equal, in one process
     and across processes. On a GPU, or with another thread count, allow a small tolerance.
     """
-    first, second = runs["first"], runs["second"]
-    assert first["version"] == second["version"]
-    assert first["data_fingerprint"] == second["data_fingerprint"]
+    first, second = trained["first"], trained["second"]
+    assert first.version == second.version
+    assert first.data_fingerprint == second.data_fingerprint
+    assert first.params == second.params
     for name in ("always_played", "gradient_boosting", "mlp_simple", "mlp_advanced"):
         col = f"p_skip_{name}"
         assert (
-            runs["holdout_first"][col].to_numpy() == runs["holdout_second"][col].to_numpy()
+            trained["holdout_first"][col].to_numpy() == trained["holdout_second"][col].to_numpy()
         ).all()
-    for name in first["models"]:
-        assert first["models"][name]["metrics"] == second["models"][name]["metrics"]
+    for name in first.models:
+        assert first.models[name].metrics == second.models[name].metrics
+    for name in first.baselines:
+        assert first.baselines[name].metrics == second.baselines[name].metrics
 
 
-def test_champion_of_another_version_is_evaluated_on_the_same_holdout(runs):
-    first, second, holdout = runs["first"], runs["second"], runs["holdout_second"]
-    assert set(second["champions"]) == {"mlp_simple", "mlp_advanced"}
-    for name, champ in second["champions"].items():
-        assert champ["version"] == PREVIOUS
+def test_champion_of_another_version_is_evaluated_on_the_same_holdout(trained):
+    first, second, holdout = trained["first"], trained["second"], trained["holdout_second"]
+    assert set(second.champions) == {"mlp_simple", "mlp_advanced"}
+    for name, champ in second.champions.items():
+        assert isinstance(champ, ChampionEntry)
+        assert champ.version == PREVIOUS
         # the champion is a copy of the first run's model: same rows, same numbers
-        assert champ["metrics"] == first["models"][name]["metrics"]
+        assert champ.metrics == first.models[name].metrics
         np.testing.assert_array_equal(holdout[f"p_skip_champion_{name}"], holdout[f"p_skip_{name}"])
+        assert second.evaluation.scores[f"champion_{name}"] == f"p_skip_champion_{name}"
 
 
-def test_scores_cover_every_candidate_for_both_models_and_the_champions(runs):
-    lake, first, second = runs["lake"], runs["first"], runs["second"]
+def test_scores_cover_every_candidate_for_both_models_the_fallback_and_the_champions(trained):
+    lake, first, second = trained["lake"], trained["first"], trained["second"]
     candidates = read(lake, f"{features_prefix('music_skip', DS)}/candidates.parquet")
-    scores = runs["scores_first"]
+    scores = trained["scores_first"]
     assert list(scores.columns) == ["user_id", "track_id", "model_name", "model_version", "p_skip"]
-    assert set(scores["model_version"]) == {first["version"]}
-    for name in ("mlp_simple", "mlp_advanced"):
+    assert set(scores["model_version"]) == {first.version}
+    # gradient_boosting serves a degraded night: it must have scores too
+    assert set(scores["model_name"]) == {"mlp_simple", "mlp_advanced", "gradient_boosting"}
+    for name in ("mlp_simple", "mlp_advanced", "gradient_boosting"):
         part = scores[scores["model_name"] == name]
         assert len(part) == len(candidates)
         assert (
@@ -250,20 +296,75 @@ def test_scores_cover_every_candidate_for_both_models_and_the_champions(runs):
             == candidates[["user_id", "track_id"]].to_numpy()
         ).all()
         assert part["p_skip"].between(0, 1).all()
-    later = runs["scores_second"]
+    assert first.counts["scored_rows"] == len(candidates)
+    later = trained["scores_second"]
     by_model = later.groupby(["model_name", "model_version"]).size().to_dict()
     assert by_model == {
+        ("gradient_boosting", second.version): len(candidates),
         ("mlp_advanced", PREVIOUS): len(candidates),
-        ("mlp_advanced", second["version"]): len(candidates),
+        ("mlp_advanced", second.version): len(candidates),
         ("mlp_simple", PREVIOUS): len(candidates),
-        ("mlp_simple", second["version"]): len(candidates),
+        ("mlp_simple", second.version): len(candidates),
     }
 
 
+def test_manifest_lists_what_was_scored(trained):
+    first, second = trained["first"], trained["second"]
+    assert all(isinstance(s, ScoredModel) for s in first.scored)
+    assert {(s.model, s.version) for s in first.scored} == {
+        ("mlp_simple", first.version),
+        ("mlp_advanced", first.version),
+        ("gradient_boosting", first.version),
+    }
+    assert {(s.model, s.version) for s in second.scored} == {
+        ("mlp_simple", second.version),
+        ("mlp_advanced", second.version),
+        ("gradient_boosting", second.version),
+        ("mlp_simple", PREVIOUS),
+        ("mlp_advanced", PREVIOUS),
+    }
+    assert first.is_scored("gradient_boosting", first.version)
+    assert not first.is_scored("always_played", first.version)
+    # and the scored pairs are exactly those in scores.parquet
+    for m, scores in ((first, trained["scores_first"]), (second, trained["scores_second"])):
+        in_file = set(map(tuple, scores[["model_name", "model_version"]].drop_duplicates().values))
+        assert in_file == {(s.model, s.version) for s in m.scored}
+
+
+def test_evaluation_recomputes_the_manifest_metrics(trained):
+    lake = trained["lake"]
+    for m in (trained["first"], trained["second"]):
+        recomputed = evaluation.recompute(lake, m)
+        expected = {n: e.metrics for n, e in (*m.models.items(), *m.baselines.items())}
+        expected |= {f"champion_{n}": c.metrics for n, c in m.champions.items()}
+        assert set(recomputed) == set(expected)
+        for name, metrics in expected.items():
+            assert set(recomputed[name]) == set(metrics), name
+            for key, value in metrics.items():
+                assert recomputed[name][key] == pytest.approx(value, abs=1e-9), (name, key)
+
+
+def test_evaluation_figure_is_a_png(trained):
+    lake, m = trained["lake"], trained["first"]
+    key = evaluation.write_figure(lake, m)
+    assert key == f"{models_prefix('music_skip', m.version)}/{evaluation.FIGURE_FILE}"
+    assert lake.read_bytes(key).startswith(b"\x89PNG")
+
+
 # ---- failures: clear one-line errors, before any model is built ---------------------------
+# Through the run skeleton (default TrainParams): each fails before any fitting.
+def one_line(info) -> str:
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
 def test_missing_features_fail_clearly(tmp_path):
-    with pytest.raises(TrainingError, match=r"no music_skip features at .*run the features step"):
-        train(LocalLake(tmp_path), DS, SETTINGS, params=FAST)
+    with pytest.raises(
+        TrainingError, match=r"no music_skip features at .*run the features step"
+    ) as e:
+        train_default(LocalLake(tmp_path))
+    one_line(e)
 
 
 def test_empty_plays_fail_clearly(tmp_path):
@@ -271,8 +372,9 @@ def test_empty_plays_fail_clearly(tmp_path):
     make_features(lake, DS)
     path = lake.path(f"{features_prefix('music_skip', DS)}/plays.parquet")
     pq.write_table(pq.read_table(path).slice(0, 0), path)
-    with pytest.raises(TrainingError, match="no rows"):
-        train(lake, DS, SETTINGS, params=FAST)
+    with pytest.raises(TrainingError, match="no rows") as e:
+        train_default(lake)
+    one_line(e)
 
 
 def test_single_class_fails_clearly(tmp_path):
@@ -282,8 +384,9 @@ def test_single_class_fails_clearly(tmp_path):
     table = pq.read_table(path)
     labels = pa.array(np.zeros(table.num_rows, dtype=np.int32))
     pq.write_table(table.set_column(table.schema.get_field_index(LABEL), LABEL, labels), path)
-    with pytest.raises(TrainingError, match="single class"):
-        train(lake, DS, SETTINGS, params=FAST)
+    with pytest.raises(TrainingError, match="single class") as e:
+        train_default(lake)
+    one_line(e)
 
 
 def test_missing_feature_column_fails_clearly(tmp_path):
@@ -291,8 +394,19 @@ def test_missing_feature_column_fails_clearly(tmp_path):
     make_features(lake, DS)
     path = lake.path(f"{features_prefix('music_skip', DS)}/plays.parquet")
     pq.write_table(pq.read_table(path).drop_columns(["tempo"]), path)
-    with pytest.raises(TrainingError, match="lacks columns tempo"):
-        train(lake, DS, SETTINGS, params=FAST)
+    with pytest.raises(TrainingError, match="lacks columns tempo") as e:
+        train_default(lake)
+    one_line(e)
+
+
+def test_failed_run_writes_no_manifest(tmp_path):
+    lake = LocalLake(tmp_path)
+    make_features(lake, DS)
+    path = lake.path(f"{features_prefix('music_skip', DS)}/plays.parquet")
+    pq.write_table(pq.read_table(path).drop_columns(["tempo"]), path)
+    with pytest.raises(TrainingError):
+        train_fast(lake)
+    assert not [k for k in lake.list(models_prefix("music_skip")) if k.endswith("manifest.json")]
 
 
 # ---- the bounded training set ----------------------------------------------------------------

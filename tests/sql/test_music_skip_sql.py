@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from mlcore.pipelines.music_skip_features import FEATURES, ID_COLUMNS, LABEL
-from mlcore.sources import POZYTYWKA
+from mlcore.pipelines.music_skip.features import FEATURES, ID_COLUMNS, LABEL
+from mlcore.sources.pozytywka import POZYTYWKA
 from mlcore.sqlrun import SqlRunError, created_table, run_sql_dir, sql_files
 from mlcore.warehouse import connect
+
+
+def run_all(con, params):
+    """The source's staging (sql/pozytywka/), then the pipeline's SQL; the latter's report."""
+    run_sql_dir(con, "pozytywka", params)
+    return run_sql_dir(con, "music_skip", params)
+
 
 SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pozytywka"
 DS1 = dt.date(2024, 1, 10)  # first delivery: session 10
@@ -183,7 +190,7 @@ def con(tmp_path):
 
 @pytest.fixture
 def built(con):
-    run_sql_dir(con, "music_skip", {"ds": DS2})
+    run_all(con, {"ds": DS2})
     return con
 
 
@@ -214,18 +221,18 @@ def assert_no_null_features(con, table: str) -> None:
 # ---- the runner ----------------------------------------------------------------------------
 def test_sql_files_are_numbered_and_run_in_order():
     names = [p.name for p in sql_files("music_skip")]
-    assert names == sorted(names) and len(names) >= 10
+    assert names == sorted(names) and len(names) >= 5
     assert all(n[:2].isdigit() and n[2] == "_" for n in names)
 
 
 def test_every_model_states_its_grain_and_keys():
-    for path in sql_files("music_skip"):
+    for path in [*sql_files("pozytywka"), *sql_files("music_skip")]:
         header = path.read_text().split("create or replace table", 1)[0].lower()
         assert "grain:" in header and "key" in header, f"{path.name}: no grain/key header"
 
 
 def test_runner_reports_each_file(con):
-    report = run_sql_dir(con, "music_skip", {"ds": DS2})
+    report = run_all(con, {"ds": DS2})
     assert [r["name"] for r in report] == [p.name for p in sql_files("music_skip")]
     by_table = {r["table"]: r["rows"] for r in report}
     assert by_table["staging.music_skip_plays"] == 7 + 2 + 1 + 2
@@ -336,7 +343,7 @@ def test_a_skip_at_the_same_instant_as_a_play_of_the_same_track_labels_the_previ
         ev(t0 + dt.timedelta(minutes=1), 1, "t1", "PLAY", 50),
     ]
     insert_raw(con, "sessions", events, DS2)
-    run_sql_dir(con, "music_skip", {"ds": DS2})
+    run_all(con, {"ds": DS2})
     assert built_labels(con, 50) == [0, 0]
 
 
@@ -402,15 +409,18 @@ def test_genre_overlap_imputation_and_the_moment(built):
 
 
 def test_ds_is_bound_and_changes_the_result(con):
-    run_sql_dir(con, "music_skip", {"ds": DS1})
+    run_all(con, {"ds": DS1})
     first = con.execute("select count(*) from features.music_skip_plays").fetchone()[0]
     assert first == 7
     assert con.execute(
         "select distinct ds, weekday from features.music_skip_candidates"
     ).fetchall() == [(DS1, 3)]  # the day after 2024-01-10: a Thursday
-    run_sql_dir(con, "music_skip", {"ds": DS2})
+    run_all(con, {"ds": DS2})
     assert con.execute("select count(*) from features.music_skip_plays").fetchone()[0] == 10
-    for path in sql_files("music_skip"):  # $ds in the text, bound by the runner
+    for path in [
+        *sql_files("pozytywka"),
+        *sql_files("music_skip"),
+    ]:  # $ds in the text, bound by the runner
         text = path.read_text()
         assert "{ds" not in text and "%(" not in text, f"{path.name}: formatted, not bound?"
 
@@ -487,7 +497,7 @@ def sample(tmp_path_factory):
     ds = dt.date(2023, 3, 31)
     con = connect(tmp_path_factory.mktemp("sample") / "w.duckdb")
     load_sample(con, ds)
-    report = run_sql_dir(con, "music_skip", {"ds": ds})
+    report = run_sql_dir(con, "pozytywka", {"ds": ds}) + run_sql_dir(con, "music_skip", {"ds": ds})
     yield con, {r["table"]: r["rows"] for r in report}
     con.close()
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlcore.lake import LocalLake
-from mlcore.pipelines.music_skip_publish import plan_cache
+from mlcore.pipelines.music_skip.publish import plan_cache
 from mlcore.publish import publish_tables
 from mlcore.warehouse import WarehouseError, connect, replace_partition
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mlcore.lake import LocalLake
-from mlcore.sources import POZYTYWKA, SourceSpec, TableSpec
+from mlcore.sources import SourceSpec, TableSpec
+from mlcore.sources.pozytywka import POZYTYWKA
 from mlcore.validate import (
     EXPECTATIONS_ROOT,
     Rule,
@@ -23,6 +24,7 @@ from mlcore.validate import (
     rule_sql,
     suite_rules,
     validate_source,
+    with_declared_columns,
 )
 from mlcore.warehouse import connect
 
@@ -357,7 +359,12 @@ def test_pozytywka_suites_match_the_declared_schemas():
     import great_expectations as gx
 
     for spec in POZYTYWKA.tables:
-        suite = load_suite("pozytywka", spec.name)
+        written = load_suite("pozytywka", spec.name)
+        # The column set is not written twice: it comes from the declared schema.
+        assert not any("column_set" in e.get("kwargs", {}) for e in written["expectations"]), (
+            "leave column_set out of the suite: it is generated from the declared schema"
+        )
+        suite = with_declared_columns(written, spec)
         assert suite["name"] == f"pozytywka_{spec.name}"
         rules = suite_rules(suite)  # meta checked, row-level rules translatable
         gx.ExpectationSuite(**suite)  # GX reads it
@@ -499,3 +506,13 @@ def test_a_row_level_rule_without_sql_is_refused():
 def test_suite_path_is_under_the_repo():
     repo = Path(__file__).resolve().parents[2]
     assert repo / "expectations" == EXPECTATIONS_ROOT
+
+
+def test_a_suite_listing_other_columns_than_the_declared_schema_fails_loudly():
+    spec = POZYTYWKA.table("users")
+    suite = load_suite("pozytywka", "users")
+    for e in suite["expectations"]:
+        if e["type"] == "expect_table_columns_to_match_set":
+            e["kwargs"]["column_set"] = ["user_id", "ds"]
+    with pytest.raises(ValueError, match="differs from the declared schema"):
+        with_declared_columns(suite, spec)

@@ -1,0 +1,35 @@
+"""music_skip on the pipeline contract publishes the same rows as before it.
+
+The golden marts (tests/golden/music_skip/) were published by commit 0d5396c, the last before
+the contract, on the same two synthetic nights the conformance runs use (how: the script
+beside them). Keys, versions, arms and classes must be equal; floats equal to 1e-9 (measured
+byte-identical on the development machine; the margin only allows another CPU's rounding).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mlcore import pipelines
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "music_skip"
+
+
+@pytest.mark.parametrize("table", pipelines.get("music_skip").published_tables)
+def test_music_skip_publishes_the_rows_it_published_before_the_contract(pipeline_runs, table):
+    settings, _ = pipeline_runs["music_skip"]
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        now = con.execute(f"select * from marts.{table} order by all").fetchall()
+        before = con.execute(
+            f"select * from read_parquet('{GOLDEN / table}.parquet') order by all"
+        ).fetchall()
+    assert len(now) == len(before) > 0
+    for new, old in zip(now, before, strict=True):
+        for a, b in zip(new, old, strict=True):
+            if isinstance(b, float):
+                assert a == pytest.approx(b, abs=1e-9), (table, new, old)
+            else:
+                assert a == b, (table, new, old)
