@@ -43,8 +43,8 @@ class Settings:
     seed: int = 42
     # DuckDB's memory limit per connection; beyond it, big joins and sorts spill to disk.
     duckdb_memory_limit: str = "6GB"
-    # music_skip's cache plan: daily storage budget; None keeps today's total cost.
-    cache_budget: float | None = None
+    # A pipeline's own settings are not here: each pipeline declares them and reads
+    # NIGHTSHIFT_<PIPELINE>_* (mlcore.contract.load_pipeline_settings).
 
     @property
     def lake_is_s3(self) -> bool:
@@ -95,7 +95,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         champion_tolerance=_float(env, "CHAMPION_TOLERANCE", d.champion_tolerance),
         seed=int(_float(env, "SEED", d.seed)),
         duckdb_memory_limit=env.get(PREFIX + "DUCKDB_MEMORY_LIMIT", d.duckdb_memory_limit),
-        cache_budget=(
-            _float(env, "CACHE_BUDGET", 0.0) if env.get(PREFIX + "CACHE_BUDGET") else None
-        ),
     )

@@ -229,8 +229,10 @@ def make_windows(
     # starts, every stride-th, are the windows, then features go last.
     views = np.lib.stride_tricks.sliding_window_view(arr, window + horizon, axis=0)
     views = views[: (n - 1) * stride + 1 : stride]
-    x = np.ascontiguousarray(views[:, :, :window].transpose(0, 2, 1))
-    y = np.ascontiguousarray(views[:, 0, window:])
+    # .copy() (C order), not ascontiguousarray: that returns the read-only view itself
+    # whenever the view happens to be contiguous already (one feature, one window).
+    x = views[:, :, :window].transpose(0, 2, 1).copy()
+    y = views[:, 0, window:].copy()
     return x, y
 
 

@@ -41,3 +41,15 @@ def test_environment_overrides_and_secrets_stay_out_of_repr():
 def test_bad_values_are_clear_errors(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_a_pipelines_own_settings_come_from_its_prefix_and_keep_an_old_alias():
+    from mlcore.config import ConfigError
+    from mlcore.pipelines import get
+
+    spec = get("music_skip")
+    assert spec.load_settings({}).cache_budget is None
+    assert spec.load_settings({"NIGHTSHIFT_MUSIC_SKIP_CACHE_BUDGET": "12.5"}).cache_budget == 12.5
+    assert spec.load_settings({"NIGHTSHIFT_CACHE_BUDGET": "3"}).cache_budget == 3.0
+    with pytest.raises(ConfigError, match="NIGHTSHIFT_MUSIC_SKIP_CACHE_BUDGET must be a float"):
+        spec.load_settings({"NIGHTSHIFT_MUSIC_SKIP_CACHE_BUDGET": "lots"})
