@@ -47,15 +47,14 @@ def music_skip():
     `ds`), or `nightshift run music_skip --ds YYYY-MM-DD` on a laptop. A failed task logs one
     line `nightshift task failed: … reason=…`; a failed validation is not retried.
     """
+    # ingest >> validate >> stage, for each of the pipeline's sources
+    staged = [tasks.source_chain(source)[1] for source in PIPELINE.sources]
     features = tasks.build_features(PIPELINE.name)
-    for source in PIPELINE.sources:  # ingest >> validate >> stage, per source
-        _, staged = tasks.source_chain(source)
-        staged >> features
     train = tasks.train_model(PIPELINE.name)
     gate = tasks.gate_model(PIPELINE.name)
     publish = tasks.publish_outputs(PIPELINE.name)
 
-    features >> train >> gate >> publish
+    staged >> features >> train >> gate >> publish
 
 
 music_skip()
