@@ -85,15 +85,6 @@ def binary_figure_png(
     return _png(fig, plt, title)
 
 
-def holdout_figure_png(holdout: pd.DataFrame, title: str, label: str = "label") -> bytes:
-    """``binary_figure_png`` over every ``p_skip_<model>`` column of a music_skip holdout.
-
-    Kept only for its current caller (``mlcore.steps``); new code calls ``binary_figure_png``.
-    """
-    scores = {c.removeprefix("p_skip_"): c for c in holdout.columns if c.startswith("p_skip_")}
-    return binary_figure_png(holdout, label=label, scores=scores, title=title)
-
-
 # ---- ranking and recall -----------------------------------------------------------------------
 def ranking_figure_png(curves: dict[str, dict[int, dict[str, float]]], *, title: str) -> bytes:
     """MAP@k and recall@k against k, one line per model.

@@ -330,30 +330,6 @@ def fit_keras(
     }
 
 
-def fit_keras_binary(
-    model,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int,
-    validation_share: float = 0.1,
-    callbacks: Sequence = (),
-    name: str = "model",
-) -> dict:
-    """``fit_keras`` for a binary classifier (kept for its current callers)."""
-    return fit_keras(
-        model,
-        x_train,
-        y_train,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_share=validation_share,
-        callbacks=callbacks,
-        name=name,
-    )
-
-
 def fit_gradient_boosting(
     x: np.ndarray,
     y: np.ndarray,

@@ -11,7 +11,6 @@ from mlcore.metrics import ranking_curves
 from mlcore.plots import (
     binary_figure_png,
     forecast_figure_png,
-    holdout_figure_png,
     ranking_figure_png,
 )
 
@@ -48,13 +47,6 @@ def test_binary_figure_with_a_single_class_still_draws():
     frame = binary_frame(single_class=True)
     png = binary_figure_png(frame, label="label", scores={"good": "p_skip_good"}, title="quiet")
     assert png.startswith(PNG)
-
-
-def test_holdout_figure_is_the_binary_figure_of_the_p_skip_columns():
-    frame = binary_frame()
-    assert holdout_figure_png(frame, "t") == binary_figure_png(
-        frame, label="label", scores={"good": "p_skip_good", "coin": "p_skip_coin"}, title="t"
-    )
 
 
 def test_ranking_figure_is_a_png():

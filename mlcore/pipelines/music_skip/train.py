@@ -152,7 +152,7 @@ def _fit_models(x: np.ndarray, y: np.ndarray, params: TrainParams, seed: int) ->
 
     training.set_seeds(seed)
     simple = build_simple_mlp(x.shape[1], seed=seed, train_x=x, learning_rate=params.learning_rate)
-    simple_fit = training.fit_keras_binary(
+    simple_fit = training.fit_keras(
         simple,
         x,
         y,
@@ -170,7 +170,7 @@ def _fit_models(x: np.ndarray, y: np.ndarray, params: TrainParams, seed: int) ->
         train_x=x,
         learning_rate=params.learning_rate,
     )
-    advanced_fit = training.fit_keras_binary(
+    advanced_fit = training.fit_keras(
         advanced,
         x,
         y,
