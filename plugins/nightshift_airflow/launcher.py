@@ -155,113 +155,11 @@ def local_train(pipeline: str, settings: Settings) -> Any:
 # --- docker: a container of the trainer image --------------------------------------------------
 
 
-def _docker_operator_class() -> type[DockerOperator]:
-    from airflow.providers.docker.operators.docker import DockerOperator
-    from airflow.sdk.log import mask_secret
-
-    class TrainerDockerOperator(DockerOperator):
-        """DockerOperator that hands the container the lake it needs, resolved at run time.
-
-        For an S3 lake the credentials come from the Airflow connection ``aws_conn_id`` when
-        the task runs (never while parsing), and go to ``private_environment``: Docker gets
-        them, the rendered template fields and the logs do not. For a local lake the container
-        runs as the owner of the lake folder, so that what it writes stays writable.
-        """
-
-        def __init__(self, *, lake: str, aws_conn_id: str | None = None, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.lake = lake
-            self.aws_conn_id = aws_conn_id
-
-        def lake_credentials(self) -> tuple[dict[str, str], dict[str, str]]:
-            """(public env, private env) for an S3 lake, from the Airflow connection."""
-            if not self.lake.startswith("s3://") or not self.aws_conn_id:
-                return {}, {}
-            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-            hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="s3")
-            creds = hook.get_credentials()
-            private = {
-                "AWS_ACCESS_KEY_ID": creds.access_key,
-                "AWS_SECRET_ACCESS_KEY": creds.secret_key,
-            }
-            if creds.token:
-                private["AWS_SESSION_TOKEN"] = creds.token
-            for value in private.values():
-                mask_secret(value)
-            # NIGHTSHIFT_S3_ENDPOINT wins; else the connection's (MinIO, say) if it has one.
-            public = {}
-            endpoint = hook.conn_config.endpoint_url
-            if endpoint and "NIGHTSHIFT_S3_ENDPOINT" not in self.environment:
-                public["NIGHTSHIFT_S3_ENDPOINT"] = endpoint
-            return public, private
-
-        def prepare_lake(self) -> None:
-            public, private = self.lake_credentials()
-            self.environment = {**self.environment, **public}
-            self._private_environment = {**self._private_environment, **private}
-            lake = Path(self.lake)
-            if not self.lake.startswith("s3://") and self.user is None and lake.is_dir():
-                # The container writes as the lake's owner, so that what it leaves stays the
-                # owner's (root only where the worker itself runs as root).
-                st = lake.stat()
-                self.user = f"{st.st_uid}:{st.st_gid}"
-                # That uid may have no home in the image: give Keras and matplotlib one.
-                self.environment.setdefault("HOME", "/tmp")
-
-        def execute(self, context: Any) -> Any:
-            from airflow.providers.docker.exceptions import DockerContainerFailedException
-            from airflow.sdk.exceptions import AirflowException
-            from docker.errors import DockerException
-
-            self.prepare_lake()
-            image_missing = False
-            try:
-                # DockerOperator pulls an image that the engine does not have.
-                image_missing = not self.cli.images(name=self.image)
-                return super().execute(context)
-            except DockerContainerFailedException as exc:
-                raise AirflowException(self.exit_reason(exc.logs or [])) from exc
-            except DockerException as exc:
-                reason = docker_error_reason(self.image, exc, image_missing=image_missing)
-                raise AirflowException(reason) from exc
-            finally:
-                self.remove_container()
-
-        def exit_reason(self, logs: Sequence[str]) -> str:
-            """Why the trainer container stopped with a non-zero exit code, in one line."""
-            from docker.errors import DockerException
-
-            try:
-                state = self.cli.inspect_container(self.container["Id"])["State"]
-            except DockerException:  # removed behind our back: the logs still say why
-                state = {}
-            code = state.get("ExitCode", "?")
-            if state.get("OOMKilled"):
-                return f"trainer container ran out of memory and was killed (exit code {code})"
-            if isinstance(code, int) and code > 128:
-                signal_name = {137: "SIGKILL", 143: "SIGTERM"}.get(code, f"signal {code - 128}")
-                return f"trainer container was killed by {signal_name} (exit code {code})"
-            return f"trainer container exited with code {code}: {last_error(logs)}"
-
-        def remove_container(self) -> None:
-            """Remove the container once its state has been read (its log is in Airflow)."""
-            if self.container is None:
-                return
-            from docker.errors import DockerException
-
-            try:
-                self.cli.remove_container(self.container["Id"], force=True)
-            except DockerException as exc:  # already gone: nothing to clean up
-                log.info("could not remove container %s: %s", self.container["Id"][:12], exc)
-
-    return TrainerDockerOperator
-
-
 def docker_train(pipeline: str, settings: Settings) -> DockerOperator:
     from docker.types import DeviceRequest, Mount
 
-    operator_class = _docker_operator_class()
+    from nightshift_airflow.operators.trainer_docker import TrainerDockerOperator
+
     env = lake_env(settings)
     mounts = []
     if not settings.lake_is_s3:
@@ -272,7 +170,7 @@ def docker_train(pipeline: str, settings: Settings) -> DockerOperator:
     devices = []
     if settings.docker_gpus:
         devices.append(DeviceRequest(count=settings.docker_gpus, capabilities=[["gpu"]]))
-    return operator_class(
+    return TrainerDockerOperator(
         task_id=TASK_ID,
         doc_md="Train, evaluate and score from the lake: `nightshift train` in a container of "
         f"`{settings.trainer_image}` with {settings.docker_gpus} GPU(s) (backend `docker`).",

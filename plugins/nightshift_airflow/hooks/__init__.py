@@ -1,0 +1,1 @@
+"""Hooks of nightshift: the lake's connection."""

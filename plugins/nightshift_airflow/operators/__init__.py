@@ -1,0 +1,1 @@
+"""Operators of nightshift (the trainer container)."""
