@@ -52,6 +52,17 @@ def load_ref(ref: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def load_registered(package: str, names: tuple[str, ...], attr: str) -> dict[str, Any]:
+    """{name: package.<name>.<attr>} for each registered name; its ``name`` must match."""
+    out = {}
+    for name in names:
+        spec = getattr(importlib.import_module(f"{package}.{name}"), attr)
+        if spec.name != name:
+            raise ContractError(f"{package}.{name} declares {spec.name!r}, registered as {name!r}")
+        out[name] = spec
+    return out
+
+
 def check_name(name: str, what: str) -> str:
     """Names become DAG ids, SQL folders, table prefixes and lake folders: keep them plain."""
     if not name or not set(name) <= _NAME_CHARS or not name[0].isalpha():

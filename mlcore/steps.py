@@ -94,9 +94,8 @@ def _check_staged(con, spec, day: dt.date) -> None:
         if staged != day:
             where = f"staged for {staged}" if staged else "never staged"
             raise StaleSource(
-                f"{spec.name} for {day}: source {source} is {where}; run "
-                f"{get_source(source).dag_id} for {day} first (nightshift run {spec.name} "
-                "runs both)"
+                f"{spec.name} for {day}: source {source} is {where}; stage it for {day} first "
+                f"(nightshift run {spec.name} --ds {day} runs the whole chain)"
             )
 
 

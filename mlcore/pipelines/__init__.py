@@ -8,22 +8,13 @@ them while parsing DAG files. ``docs/adding-a-pipeline.md`` walks through the fi
 
 from __future__ import annotations
 
-import importlib
-
-from mlcore.contract import Pipeline
+from mlcore.contract import Pipeline, load_registered
 
 # The registered pipelines. Adding a pipeline: one line here.
 REGISTERED = ("music_skip",)
 
 
-def _load(name: str) -> Pipeline:
-    spec = importlib.import_module(f"mlcore.pipelines.{name}").PIPELINE
-    if spec.name != name:
-        raise ValueError(f"mlcore/pipelines/{name}/ declares pipeline {spec.name!r}")
-    return spec
-
-
-PIPELINES: dict[str, Pipeline] = {name: _load(name) for name in REGISTERED}
+PIPELINES: dict[str, Pipeline] = load_registered(__name__, REGISTERED, "PIPELINE")
 
 
 def get(name: str) -> Pipeline:

@@ -15,11 +15,10 @@ reference and imported when used.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlcore.contract import check_name, load_ref
+from mlcore.contract import check_name, load_ref, load_registered
 
 # The registered sources, one module each under mlcore/sources/. Adding a source: one line here.
 REGISTERED = ("pozytywka",)
@@ -84,11 +83,6 @@ class SourceSpec:
     def __post_init__(self):
         check_name(self.name, "source")
 
-    @property
-    def dag_id(self) -> str:
-        """The source's own DAG: ingest, validate and stage its delivery once a night."""
-        return f"source_{self.name}"
-
     def load_synth(self):
         if self.synth is None:
             raise KeyError(f"source {self.name!r} has no synthetic generator")
@@ -109,14 +103,7 @@ class SourceSpec:
         return f"raw.{self.name}_{self.table(name).name}"
 
 
-def _load(name: str) -> SourceSpec:
-    spec = importlib.import_module(f"mlcore.sources.{name}").SOURCE
-    if spec.name != name:
-        raise ValueError(f"mlcore/sources/{name}.py declares source {spec.name!r}")
-    return spec
-
-
-SOURCES: dict[str, SourceSpec] = {name: _load(name) for name in REGISTERED}
+SOURCES: dict[str, SourceSpec] = load_registered(__name__, REGISTERED, "SOURCE")
 
 
 def get_source(name: str) -> SourceSpec:
