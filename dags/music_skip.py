@@ -2,7 +2,8 @@
 
 from airflow.sdk import dag
 from nightshift_airflow import tasks
-from nightshift_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, nightly
+from nightshift_airflow.assets import source_asset
+from nightshift_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS
 
 from mlcore.pipelines import get
 
@@ -11,7 +12,8 @@ PIPELINE = get("music_skip")
 
 @dag(
     dag_id=PIPELINE.name,
-    schedule=nightly(PIPELINE.schedule),
+    # when every source it reads has staged the night's delivery (ingest_<source> DAGs)
+    schedule=[source_asset(source) for source in PIPELINE.sources],
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -22,16 +24,17 @@ def music_skip():
     """
     ### Music skip prediction (Pozytywka)
 
-    Every night, for the day `ds` that has just ended: load the Pozytywka delivery, check it,
-    stage it (`sql/pozytywka/`, shared by every pipeline reading it), build features in SQL,
+    Every night, once `ingest_pozytywka` has loaded, checked and staged the day `ds` that has
+    just ended (`staging.pozytywka_*`, shared by every pipeline reading it; its Asset
+    `nightshift.raw.pozytywka` starts this DAG with that `ds`): build features in SQL,
     train two Keras MLPs (simple, advanced) against majority and gradient-boosting baselines,
     gate them against the champion, and publish. When no model passes and no champion can
     serve, the best model that beats `always_played` serves and the run is marked degraded
     (the reason is in the gate's log, `ops.model_runs`, `ops.serving` and the Asset
     events); only when nothing beats `always_played` does it fail.
 
-    **Input**: `lake/raw/pozytywka/ds=…/` (JSONL: artists, tracks, users, sessions,
-    track_storage) → `raw.pozytywka_*` → `staging.pozytywka_*`.
+    **Input**: `staging.pozytywka_*` (from `lake/raw/pozytywka/ds=…/`: JSONL artists, tracks,
+    users, sessions, track_storage).
 
     **Outputs** (`marts.<table>` partition `ds`, `lake/outputs/<table>/ds=…/`, and an Asset
     `nightshift.marts.<table>` per table):
@@ -44,17 +47,16 @@ def music_skip():
     | `ab_report` | past scoring day × arm | score_ds, arm, users, plays, realised skip rate |
 
     **Rerun a day**: clear the run of that `ds` in the UI (every task is idempotent for its
-    `ds`), or `nightshift run music_skip --ds YYYY-MM-DD` on a laptop. A failed task logs one
+    `ds`), or `nightshift run music_skip --ds YYYY-MM-DD` on a laptop (it runs
+    `ingest_pozytywka` for that day first). A failed task logs one
     line `nightshift task failed: … reason=…`; a failed validation is not retried.
     """
-    # ingest >> validate >> stage, for each of the pipeline's sources
-    staged = [tasks.source_chain(source)[1] for source in PIPELINE.sources]
     features = tasks.build_features(PIPELINE.name)
     train = tasks.train_model(PIPELINE.name)
     gate = tasks.gate_model(PIPELINE.name)
     publish = tasks.publish_outputs(PIPELINE.name)
 
-    staged >> features >> train >> gate >> publish
+    features >> train >> gate >> publish
 
 
 music_skip()

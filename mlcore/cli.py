@@ -67,8 +67,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-def run_dag(dag_id: str, ds: dt.date) -> int:
-    """Run one DAG for one date through Airflow (dag.test) in a child process.
+def run_dags(dag_ids: list[str], ds: dt.date) -> int:
+    """Run DAGs for one date through Airflow (dag.test), in order, in one child process.
 
     mlcore never imports Airflow, so the runner lives on the Airflow side (plugins/).
     """
@@ -77,12 +77,13 @@ def run_dag(dag_id: str, ds: dt.date) -> int:
         raise SystemExit("nightshift run: the Airflow side (plugins/) is not installed here")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugins), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "nightshift_airflow.runner", dag_id, "--ds", ds.isoformat()]
+    cmd = [sys.executable, "-m", "nightshift_airflow.runner", *dag_ids, "--ds", ds.isoformat()]
     return subprocess.run(cmd, env=env, cwd=REPO_ROOT).returncode
 
 
 def cmd_run(args) -> int:
-    return run_dag(args.dag_id, args.ds)
+    # A pipeline needs its sources staged for the day: their ingest DAGs run first.
+    return run_dags(pipelines.dag_chain(args.dag_id), args.ds)
 
 
 def cmd_metrics(args) -> int:
@@ -121,15 +122,14 @@ def cmd_demo(args) -> int:
             source.load_synth()(settings.lake, ds, seed=args.seed, **options)
     failed = 0
     for ds in nights:
-        for name in pipelines.PIPELINES:
-            print(f"== running DAG {name} for ds={ds}")
-            started = time.perf_counter()
-            rc = run_dag(name, ds)
-            print(
-                f"   {name} ds={ds}: {'ok' if rc == 0 else 'FAILED'} "
-                f"in {time.perf_counter() - started:.0f}s"
-            )
-            failed += rc != 0
+        # Each source once a night, then every pipeline: as the scheduler runs them.
+        dag_ids = [*(source.dag_id for source in SOURCES.values()), *pipelines.PIPELINES]
+        print(f"== running DAGs {', '.join(dag_ids)} for ds={ds}")
+        started = time.perf_counter()
+        rc = run_dags(dag_ids, ds)
+        took = time.perf_counter() - started
+        print(f"   ds={ds}: {'ok' if rc == 0 else 'FAILED'} in {took:.0f}s")
+        failed += rc != 0
     print(demo_summary(settings, args.ds))
     return 1 if failed else 0
 
@@ -198,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_options(g, source.sample_options)
         g.set_defaults(fn=cmd_sample)
 
-    s = sub.add_parser("run", help="run one DAG for one date through Airflow (dag.test)")
-    s.add_argument("dag_id", choices=sorted(pipelines.PIPELINES))
+    s = sub.add_parser(
+        "run",
+        help="run a pipeline for one date through Airflow (dag.test): its sources' ingest "
+        "DAGs, then its own",
+    )
+    ingest_dags = sorted(source.dag_id for source in SOURCES.values())
+    s.add_argument("dag_id", choices=[*sorted(pipelines.PIPELINES), *ingest_dags])
     s.add_argument("--ds", type=_date, required=True)
     s.set_defaults(fn=cmd_run)
 

@@ -149,7 +149,6 @@ class Pipeline:
     # "module:Class": a frozen dataclass of the pipeline's own settings, read from
     # NIGHTSHIFT_<PIPELINE>_<FIELD> (see load_pipeline_settings); None when it has none.
     settings: str | None = None
-    schedule: str = "@daily"  # cron of the nightly run (a data-interval timetable: ds = D - 1)
     summary: str = ""
     tags: tuple[str, ...] = ()
     docs: str = ""  # docs/pipelines/<name>.md, relative to the repo

@@ -23,3 +23,21 @@ def get(name: str) -> Pipeline:
     except KeyError:
         known = ", ".join(sorted(PIPELINES))
         raise KeyError(f"unknown pipeline {name!r}; known: {known}") from None
+
+
+def readers(source: str) -> list[str]:
+    """The pipelines that read ``source`` (and run when its ingest DAG has staged a day)."""
+    return [name for name, spec in PIPELINES.items() if source in spec.sources]
+
+
+def dag_chain(name: str) -> list[str]:
+    """The DAGs ``nightshift run <name>`` runs for one ds: its sources' ingest DAGs, then its own.
+
+    A source's DAG id is also accepted (it runs alone).
+    """
+    from mlcore.sources import SOURCES
+
+    for source in SOURCES.values():
+        if name == source.dag_id:
+            return [name]
+    return [*(SOURCES[s].dag_id for s in get(name).sources), name]

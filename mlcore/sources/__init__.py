@@ -65,6 +65,9 @@ class SourceSpec:
     name: str
     tables: tuple[TableSpec, ...]
     doc: str = ""
+    # Cron of the source's nightly ingest DAG (``ingest_<source>``, a data-interval timetable:
+    # the run at 00:00 on D+1 loads ds = D). Pipelines run when their sources' Assets update.
+    schedule: str = "@daily"
     # "module:function" writing a synthetic delivery: fn(out, ds, *, seed, **options) returns
     # {file name: rows}; ``synth_options`` are its options (``nightshift synth``, the bench).
     synth: str | None = None
@@ -82,6 +85,11 @@ class SourceSpec:
 
     def __post_init__(self):
         check_name(self.name, "source")
+
+    @property
+    def dag_id(self) -> str:
+        """The source's ingest-validate-stage DAG (``dags/sources.py``)."""
+        return f"ingest_{self.name}"
 
     def load_synth(self):
         if self.synth is None:

@@ -1,6 +1,10 @@
-"""One Airflow Asset per published table, for downstream teams to schedule on.
+"""The platform's Airflow Assets: one per raw source, one per published table.
 
-A downstream DAG waits for tonight's skip scores with
+Each source's ingest DAG (``ingest_<source>``) updates ``nightshift.raw.<source>`` when it has
+staged a day; the pipeline DAGs are scheduled on the Assets of their sources, so a source read
+by two pipelines is ingested once a night. Each event's ``extra`` carries the ``ds``.
+
+Downstream teams schedule on the published tables: a DAG waits for tonight's skip scores with
 ``schedule=[table_asset("skip_scores")]`` (or ``Asset.ref(name="nightshift.marts.skip_scores")``
 without importing this package); each event's ``extra`` carries the ``ds``, the row count and
 the lake URI of the partition that was published.
@@ -20,3 +24,8 @@ def table_asset(table: str) -> Asset:
 
 def table_assets(tables: tuple[str, ...] | list[str]) -> list[Asset]:
     return [table_asset(t) for t in tables]
+
+
+def source_asset(source: str) -> Asset:
+    """The Asset of a raw source, validated and staged for one ``ds`` (``extra["ds"]``)."""
+    return Asset(name=f"nightshift.raw.{source}", uri=f"x-nightshift://raw/{source}", group=GROUP)

@@ -13,17 +13,28 @@ from airflow.sdk import get_current_context
 
 
 def run_ds(context: Mapping[str, Any] | None = None) -> str:
-    """The run's ``ds`` (YYYY-MM-DD), from its logical date.
+    """The run's ``ds`` (YYYY-MM-DD).
 
-    Airflow 3 allows runs without a logical date; a nightshift run needs one because every
-    step works on one ``ds`` partition, so such a run fails at once with the reason.
+    A scheduled or manual run has a logical date: its ``ds``. A run that the scheduler started
+    because the pipeline's sources were staged (an Asset-triggered run) has none; its ``ds``
+    is in the triggering events' ``extra``: per source the latest day staged, and of those the
+    earliest, the last day every source has delivered (features would refuse a source that is
+    behind). A run with neither fails at once with the reason.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     context = get_current_context() if context is None else context
     ds = context.get("ds")
-    if not ds:
-        raise AirflowFailException(
-            "this run has no logical date: trigger it with one (the ds to process)"
-        )
-    return ds
+    if ds:
+        return ds
+    latest: dict[str, str] = {}
+    for asset, events in (context.get("triggering_asset_events") or {}).items():
+        days = [e.extra["ds"] for e in events if (e.extra or {}).get("ds")]
+        if days:
+            latest[getattr(asset, "name", str(asset))] = max(days)
+    if latest:
+        return min(latest.values())
+    raise AirflowFailException(
+        "this run has no logical date and no triggering Asset event with a ds: trigger it "
+        "with a logical date (the ds to process)"
+    )

@@ -1,11 +1,15 @@
-"""Run one DAG for one ``ds`` on a laptop, through Airflow itself: ``dag.test``.
+"""Run DAGs for one ``ds`` on a laptop, through Airflow itself: ``dag.test``.
 
-    python -m nightshift_airflow.runner music_skip --ds 2024-01-31
+    python -m nightshift_airflow.runner ingest_pozytywka music_skip --ds 2024-01-31
 
 (``nightshift run`` calls this with ``plugins/`` on ``PYTHONPATH``.) It sets up the laptop
 Airflow home (:mod:`nightshift_airflow.airflow_env`), migrates the metadata DB when needed,
-creates the pools, runs every task of the DAG in this process in dependency order, prints the
-state of each task, and exits 0 on success or 1 with ``FAILED <task>: <reason>`` lines.
+creates the pools, runs every task of each DAG in this process in dependency order (the DAGs
+in the order given, stopping at the first that fails), prints the state of each task, and
+exits 0 on success or 1 with ``FAILED <task>: <reason>`` lines.
+
+A pipeline DAG is scheduled on its sources' Assets; ``dag.test`` runs it with a logical date
+instead, which is how ``ds`` reaches its tasks here (``context.run_ds``).
 
 Retries are switched off (``--retries`` keeps them): ``dag.test`` would sleep through each
 retry delay, and on a laptop a failure is better seen at once. ``dag.test`` does not enforce
@@ -45,9 +49,12 @@ def parse_ds(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"ds must look like 2024-01-31, got {value!r}") from None
 
 
-def run_dag(dag_id: str, ds: dt.date, *, keep_retries: bool = False) -> int:
-    """Run ``dag_id`` for ``ds`` with ``dag.test``; print a summary; return the exit code."""
-    started = time.perf_counter()
+def run_dags(dag_ids: list[str], ds: dt.date, *, keep_retries: bool = False) -> int:
+    """Run each DAG for ``ds`` with ``dag.test``, in order; stop at the first that fails.
+
+    Print a summary of each; return the exit code (0, 1 when a run failed, 2 when a DAG is
+    missing or does not import).
+    """
     env = airflow_env.apply()
     # Airflow is imported only now, after its environment is set.
     from airflow import settings
@@ -62,15 +69,24 @@ def run_dag(dag_id: str, ds: dt.date, *, keep_retries: bool = False) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"])
-    if bag.import_errors:
-        for path, error in bag.import_errors.items():
-            print(f"IMPORT ERROR {path}: {error.strip().splitlines()[-1]}")
-        if dag_id not in bag.dags:
-            return 2
-    dag = bag.dags.get(dag_id)
-    if dag is None:
-        print(f"unknown DAG {dag_id!r}; known: {', '.join(sorted(bag.dags)) or 'none'}")
+    for path, error in bag.import_errors.items():
+        print(f"IMPORT ERROR {path}: {error.strip().splitlines()[-1]}")
+    missing = [d for d in dag_ids if d not in bag.dags]
+    if missing:
+        known = ", ".join(sorted(bag.dags)) or "none"
+        print(f"unknown DAG {', '.join(map(repr, missing))}; known: {known}")
         return 2
+    for dag_id in dag_ids:
+        code = _run_one(bag.dags[dag_id], ds, keep_retries=keep_retries)
+        if code:
+            if dag_id != dag_ids[-1]:
+                print(f"not run: {', '.join(dag_ids[dag_ids.index(dag_id) + 1 :])}")
+            return code
+    return 0
+
+
+def _run_one(dag, ds: dt.date, *, keep_retries: bool) -> int:
+    started = time.perf_counter()
     if not keep_retries:
         for task in dag.tasks:
             task.retries = 0
@@ -84,7 +100,7 @@ def run_dag(dag_id: str, ds: dt.date, *, keep_retries: bool = False) -> int:
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     state = getattr(run.state, "value", run.state)
-    print(f"\n{dag_id} ds={ds}: {state} in {time.perf_counter() - started:.0f}s")
+    print(f"\n{dag.dag_id} ds={ds}: {state} in {time.perf_counter() - started:.0f}s")
     for task_id in dag.task_ids:
         task_state = states.get(task_id)
         print(f"  {task_id:<24} {getattr(task_state, 'value', task_state) or 'not run'}")
@@ -98,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nightshift_airflow.runner", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("dag_id")
+    parser.add_argument("dag_ids", nargs="+", metavar="dag_id", help="run in this order")
     parser.add_argument("--ds", type=parse_ds, required=True, help="the day to run, YYYY-MM-DD")
     parser.add_argument("--retries", action="store_true", help="keep the tasks' retries")
     args = parser.parse_args(argv)
-    return run_dag(args.dag_id, args.ds, keep_retries=args.retries)
+    return run_dags(args.dag_ids, args.ds, keep_retries=args.retries)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from airflow.sdk import XComArg, get_current_context, task
 from mlcore.config import load_settings
 from mlcore.pipelines import get as get_pipeline
 from nightshift_airflow import WAREHOUSE_POOL
-from nightshift_airflow.assets import table_asset
+from nightshift_airflow.assets import source_asset, table_asset
 from nightshift_airflow.context import run_ds
 from nightshift_airflow.launcher import train_task
 
@@ -66,13 +66,20 @@ def validate(source: str) -> XComArg:
 def stage(source: str) -> XComArg:
     """``stage_<source>``: run the source's staging SQL, shared by every pipeline reading it."""
 
-    @task(task_id=f"stage_{source}", pool=WAREHOUSE_POOL)
+    asset = source_asset(source)
+
+    @task(task_id=f"stage_{source}", pool=WAREHOUSE_POOL, outlets=[asset])
     def stage_source() -> dict:
         """Run `sql/<source>/` (rename and cast the validated raw tables into `staging.*`),
-        the staging every pipeline that reads this source shares."""
+        the staging every pipeline that reads this source shares; then update the source's
+        Asset (`extra`: ds, rows per staging table), which starts the pipelines reading it."""
         from mlcore import steps
 
-        return steps.stage(source, run_ds())
+        context = get_current_context()
+        ds = run_ds(context)
+        result = steps.stage(source, ds)
+        context["outlet_events"][asset].extra = {"ds": ds, "tables": result.get("tables", {})}
+        return result
 
     return stage_source()
 

@@ -38,10 +38,8 @@ WAREHOUSE_WRITERS = (
     "gate_model",
     "publish_outputs",
 )
+SOURCE_CHAIN = ["ingest_pozytywka", "validate_pozytywka", "stage_pozytywka"]
 MUSIC_SKIP_CHAIN = [
-    "ingest_pozytywka",
-    "validate_pozytywka",
-    "stage_pozytywka",
     "build_features",
     "train_model",
     "gate_model",
@@ -80,7 +78,7 @@ def dagbag(tmp_path_factory, background_runs):
 
 def test_every_dag_file_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "music_skip" in dagbag.dags
+    assert {"music_skip", "ingest_pozytywka"} <= set(dagbag.dags)
 
 
 def test_every_dag_has_a_schedule_docs_tags_retries_and_the_failure_callback(dagbag):
@@ -108,7 +106,31 @@ def test_tasks_that_write_the_warehouse_share_the_one_slot_pool(dagbag):
         for task in writers:
             assert task.pool == WAREHOUSE_POOL, f"{dag_id}.{task.task_id} writes the warehouse"
         # The trainer reads and writes the lake only: it must not hold the warehouse slot.
-        assert dag.get_task("train_model").pool != WAREHOUSE_POOL
+        if "train_model" in dag.task_ids:
+            assert dag.get_task("train_model").pool != WAREHOUSE_POOL
+
+
+def test_each_source_is_ingested_once_by_its_own_dag_whose_asset_schedules_the_pipelines(dagbag):
+    from nightshift_airflow.assets import source_asset
+
+    from mlcore.pipelines import PIPELINES
+    from mlcore.sources import SOURCES
+
+    ingest = dagbag.dags["ingest_pozytywka"]
+    assert sorted(ingest.task_ids) == sorted(SOURCE_CHAIN)
+    for upstream, downstream in zip(SOURCE_CHAIN, SOURCE_CHAIN[1:], strict=False):
+        assert ingest.get_task(upstream).downstream_task_ids == {downstream}
+    assert ingest.get_task("stage_pozytywka").outlets == [source_asset("pozytywka")]
+    assert "music_skip" in ingest.doc_md, "the source DAG names the pipelines it starts"
+    for source in SOURCES.values():
+        assert source.dag_id in dagbag.dags
+    for name, spec in PIPELINES.items():
+        dag = dagbag.dags[name]
+        # Data-aware: no clock of its own, one run when every source it reads has been staged.
+        assert sorted(a.name for a in dag.timetable.asset_condition.objects) == sorted(
+            source_asset(s).name for s in spec.sources
+        )
+        assert not any(t.task_id.startswith(("ingest_", "validate_")) for t in dag.tasks), name
 
 
 def test_music_skip_reads_like_the_pipeline(dagbag):
@@ -191,9 +213,9 @@ from nightshift_airflow import launcher, runner
 # The trainer subprocess would need features on the lake: it is tested in test_launcher_specs.
 launcher.run_trainer = lambda cmd, env=None: {"command": " ".join(cmd[2:])}
 codes = [
-    runner.main(["music_skip", "--ds", "2024-01-30"]),
+    runner.main(["ingest_pozytywka", "music_skip", "--ds", "2024-01-30"]),
     # Retries kept: a failed validation must fail at once, not wait out a retry delay.
-    runner.main(["music_skip", "--ds", "2024-01-31", "--retries"]),
+    runner.main(["ingest_pozytywka", "music_skip", "--ds", "2024-01-31", "--retries"]),
 ]
 print("EXIT CODES", codes)
 """
@@ -229,15 +251,18 @@ def test_runner_runs_music_skip_and_reports_a_failure_in_one_line(stubbed_runs):
     home, result = stubbed_runs
     out = result.stdout
     assert "EXIT CODES [0, 1]" in out, (out + result.stderr)[-4000:]
-    ok, failed = out.split("music_skip ds=2024-01-31")
+    ok, failed = out.split("ingest_pozytywka ds=2024-01-31")
+    assert "ingest_pozytywka ds=2024-01-30: success" in ok
     assert "music_skip ds=2024-01-30: success" in ok
-    for task_id in MUSIC_SKIP_CHAIN:
+    for task_id in SOURCE_CHAIN + MUSIC_SKIP_CHAIN:
         assert f"{task_id:<24} success" in ok
     assert "validate_pozytywka       failed" in failed
-    assert "publish_outputs          upstream_failed" in failed
+    assert "stage_pozytywka          upstream_failed" in failed
+    # The pipeline is not started on a source that failed.
+    assert "not run: music_skip" in failed and "music_skip ds=2024-01-31" not in failed
     # The validation failure is not retried and its reason is the exception's first line.
     assert "FAILED validate_pozytywka: raw.pozytywka_sessions: 61% of rows broke a rule\n" in out
-    assert "nightshift task failed: dag=music_skip task=validate_pozytywka ds=2024-01-31" in (
+    assert "nightshift task failed: dag=ingest_pozytywka task=validate_pozytywka ds=2024-01-31" in (
         result.stdout + result.stderr
     )
     with sqlite3.connect(home / "airflow" / "airflow.db") as db:
@@ -260,8 +285,14 @@ def test_runner_creates_the_pool_and_publish_emits_one_asset_event_per_table(stu
         ).fetchall()
     assert pools[WAREHOUSE_POOL] == 1
     tables = get("music_skip").published_tables
-    assert sorted(name for name, _ in events) == sorted(f"nightshift.marts.{t}" for t in tables)
+    assert sorted(name for name, _ in events) == sorted(
+        ["nightshift.raw.pozytywka", *(f"nightshift.marts.{t}" for t in tables)]
+    )
     for name, extra in events:
+        if name == "nightshift.raw.pozytywka":
+            tables_staged = {"staging.pozytywka_events": 3}
+            assert json.loads(extra) == {"ds": "2024-01-30", "tables": tables_staged}
+            continue
         table = name.rsplit(".", 1)[1]
         assert json.loads(extra) == {
             "ds": "2024-01-30",
