@@ -90,7 +90,8 @@ bag = DagBag(dag_folder={str(REPO / "dags")!r})
 out = {{d: {{"tasks": {{t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}},
             "doc": dag.doc_md or "",
             "outlets": {{t.task_id: [a.name for a in t.outlets] for t in dag.tasks}},
-            "schedule": sorted(a.name for a in getattr(dag.timetable.asset_condition, "objects", ()))}}
+            "schedule": sorted(
+                a.name for a in getattr(dag.timetable.asset_condition, "objects", ()))}}
         for d, dag in bag.dags.items()}}
 print(json.dumps({{"errors": list(bag.import_errors), "dags": out}}))
 """
