@@ -9,7 +9,7 @@ export NIGHTSHIFT_LOG_LEVEL ?= WARNING
 	stack-up stack-smoke stack-password stack-down
 
 help:
-	@echo "make demo     synthesise data, run the music_skip DAG for two nights, print what was published"
+	@echo "make demo     synthesise data, run every DAG for two nights, print what was published"
 	@echo "make test     the test suite (unit, SQL, data, DAG, end to end)"
 	@echo "make lint     ruff check + format check"
 	@echo "make airflow  Airflow standalone UI on http://127.0.0.1:8080 with this repo's DAGs"

@@ -6,10 +6,13 @@ What ops would do by hand, through the stack's own front doors:
 2. log in (the simple auth manager's generated admin password, read in the api-server
    container) and wait until the dag-processor has parsed ``music_skip``;
 3. deliver a small synthetic Pozytywka day into the stack's S3 lake, for the ``ds`` the
-   scheduler would run next;
-4. trigger ``music_skip`` for that ``ds`` through the REST API (or clear its run, when the stack
-   has run that ``ds`` already), unpause it, wait for the run;
-5. check the published mart: rows in ``marts.skip_scores`` of the scheduler's warehouse, and the
+   scheduler would ingest next;
+4. trigger ``ingest_pozytywka`` for that ``ds`` through the REST API (or clear its run, when
+   the stack has run that ``ds`` already), wait for it;
+5. wait for the scheduler to start ``music_skip`` on the Asset that run updated (data-aware
+   scheduling: the pipeline has no clock), check that the event carried that ``ds``, and wait
+   for the run;
+6. check the published mart: rows in ``marts.skip_scores`` of the scheduler's warehouse, and the
    same number of rows in the lake's ``outputs/skip_scores/ds=…/`` Parquet.
 
 Exits 0 and prints a summary when all of that holds; exits 1 with the reason otherwise.
@@ -38,6 +41,7 @@ LAKE = "s3://nightshift/lake"
 S3_KEY = os.environ.get("MINIO_ROOT_USER", "nightshift")
 S3_SECRET = os.environ.get("MINIO_ROOT_PASSWORD", "nightshift-dev-secret")
 DAG_ID = "music_skip"
+SOURCE_DAG_ID = "ingest_pozytywka"  # the source DAG whose Asset starts DAG_ID
 # The stack's train backend (`make stack-smoke NIGHTSHIFT_TRAIN_BACKEND=docker`).
 BACKEND = os.environ.get("NIGHTSHIFT_TRAIN_BACKEND", "local")
 PASSWORDS_FILE = "/opt/airflow/simple_auth_manager_passwords.json.generated"
@@ -164,65 +168,92 @@ def published_rows(ds: dt.date) -> tuple[int, int]:
     return mart_rows, lake_rows[0][0]
 
 
-def smoke(users: int, timeout: float) -> None:
-    started = time.monotonic()
-    # Four Airflow processes start at once: on 2 cores the api-server takes minutes to listen.
-    wait_for("the api-server and every Airflow component to be healthy", healthy, timeout=900)
-    token = login()
-    dag = wait_for(
-        f"the dag-processor to parse {DAG_ID}",
-        lambda: http("GET", f"/api/v2/dags/{DAG_ID}", token),
-        timeout=300,
-    )
-    # The ds the scheduler would run next (catchup is off): the day that has just ended.
-    logical = dag.get("next_dagrun_logical_date") or (
-        dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    ).strftime("%Y-%m-%dT00:00:00Z")
-    ds = dt.date.fromisoformat(logical[:10])
-    deliver(ds, users)
-
+def trigger(dag_id: str, logical: str, token: str) -> str:
+    """Start ``dag_id`` for a logical date (or clear its run of that date); return the run id."""
     when = urllib.parse.quote(logical)
     runs = http(
         "GET",
-        f"/api/v2/dags/{DAG_ID}/dagRuns?logical_date_gte={when}&logical_date_lte={when}",
+        f"/api/v2/dags/{dag_id}/dagRuns?logical_date_gte={when}&logical_date_lte={when}",
         token,
     )["dag_runs"]
     if runs:
         # One run per logical date: run that day again as ops would, by clearing its run.
         run_id = runs[0]["dag_run_id"]
-        http("POST", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/clear", token, {"dry_run": False})
-        say(f"ds={ds} already has run {run_id}: cleared it, every task runs again")
-    else:
-        run_id = f"smoke__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-        http(
-            "POST",
-            f"/api/v2/dags/{DAG_ID}/dagRuns",
-            token,
-            {"dag_run_id": run_id, "logical_date": logical, "note": "make stack-smoke"},
-        )
-        say(f"triggered {DAG_ID} run {run_id} for ds={ds}")
-    http("PATCH", f"/api/v2/dags/{DAG_ID}", token, {"is_paused": False})
+        http("POST", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear", token, {"dry_run": False})
+        say(f"{dag_id} already has run {run_id} for {logical[:10]}: cleared it, it runs again")
+        return run_id
+    run_id = f"smoke__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    body = {"dag_run_id": run_id, "logical_date": logical, "note": "make stack-smoke"}
+    http("POST", f"/api/v2/dags/{dag_id}/dagRuns", token, body)
+    say(f"triggered {dag_id} run {run_id} for ds={logical[:10]}")
+    return run_id
 
+
+def wait_run(dag_id: str, run_id: str, token: str, timeout: float) -> dict[str, int]:
+    """Wait for a run to finish, printing its task states; the try number of each task."""
     last, tries = {}, {}
+    base = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
 
     def finished():
-        run = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", token)
-        tis = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", token)
-        states = {ti["task_id"]: ti["state"] for ti in tis["task_instances"]}
-        tries.update({ti["task_id"]: ti["try_number"] for ti in tis["task_instances"]})
+        run = http("GET", base, token)
+        tis = http("GET", f"{base}/taskInstances", token)["task_instances"]
+        states = {ti["task_id"]: ti["state"] for ti in tis}
+        tries.update({ti["task_id"]: ti["try_number"] for ti in tis})
         if states != last:
             last.clear()
             last.update(states)
-            say(", ".join(f"{task}={state}" for task, state in states.items()))
+            say(f"{dag_id}: " + ", ".join(f"{task}={state}" for task, state in states.items()))
         return run["state"] if run["state"] in ("success", "failed") else None
 
-    state = wait_for(f"run {run_id}", finished, timeout=timeout, every=5)
+    state = wait_for(f"{dag_id} run {run_id}", finished, timeout=timeout, every=5)
     if state != "success":
         failed = [task for task, s in last.items() if s == "failed"]
         raise SmokeFailed(
-            f"run {run_id} {state} at {', '.join(failed) or '?'}: see the task log in the UI "
-            f"({API}/dags/{DAG_ID}/runs/{run_id}) or `docker-compose logs airflow-scheduler`"
+            f"{dag_id} run {run_id} {state} at {', '.join(failed) or '?'}: see the task log in "
+            f"the UI ({API}/dags/{dag_id}/runs/{run_id}) or `docker-compose logs airflow-scheduler`"
         )
+    return tries
+
+
+def smoke(users: int, timeout: float) -> None:
+    started = time.monotonic()
+    # Four Airflow processes start at once: on 2 cores the api-server takes minutes to listen.
+    wait_for("the api-server and every Airflow component to be healthy", healthy, timeout=900)
+    token = login()
+    source = wait_for(
+        f"the dag-processor to parse {SOURCE_DAG_ID} and {DAG_ID}",
+        lambda: (
+            http("GET", f"/api/v2/dags/{DAG_ID}", token)
+            and http("GET", f"/api/v2/dags/{SOURCE_DAG_ID}", token)
+        ),
+        timeout=300,
+    )
+    # The ds the scheduler would ingest next (catchup is off): the day that has just ended.
+    logical = source.get("next_dagrun_logical_date") or (
+        dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    ).strftime("%Y-%m-%dT00:00:00Z")
+    ds = dt.date.fromisoformat(logical[:10])
+    deliver(ds, users)
+
+    # The pipeline has no clock: the scheduler starts it when the source's Asset is updated.
+    http("PATCH", f"/api/v2/dags/{DAG_ID}", token, {"is_paused": False})
+    triggered_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    source_run = trigger(SOURCE_DAG_ID, logical, token)
+    http("PATCH", f"/api/v2/dags/{SOURCE_DAG_ID}", token, {"is_paused": False})
+    wait_run(SOURCE_DAG_ID, source_run, token, timeout)
+
+    def asset_triggered_run():
+        query = f"run_type=asset_triggered&run_after_gte={urllib.parse.quote(triggered_at)}"
+        runs = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?{query}", token)["dag_runs"]
+        return runs[0]["dag_run_id"] if runs else None
+
+    run_id = wait_for(f"the scheduler to start {DAG_ID} on the Asset", asset_triggered_run, 300)
+    events = http("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/upstreamAssetEvents", token)
+    staged = [e["extra"].get("ds") for e in events.get("asset_events", [])]
+    say(f"{SOURCE_DAG_ID} updated nightshift.raw.pozytywka (ds {staged}): {DAG_ID} run {run_id}")
+    if str(ds) not in staged:
+        raise SmokeFailed(f"{DAG_ID} run {run_id} was not started by the event of ds={ds}")
+    tries = wait_run(DAG_ID, run_id, token, timeout)
     if BACKEND == "docker":
         # The scheduler's task started a trainer container: its log says so.
         log = http(
@@ -240,8 +271,9 @@ def smoke(users: int, timeout: float) -> None:
             f"marts.skip_scores has {mart_rows} rows for ds={ds}, the lake's Parquet {lake_rows}"
         )
     say(
-        f"OK: {DAG_ID} ds={ds} succeeded; marts.skip_scores {mart_rows:,} rows = lake "
-        f"outputs/skip_scores/ds={ds} {lake_rows:,} rows ({time.monotonic() - started:.0f} s)"
+        f"OK: {SOURCE_DAG_ID} then {DAG_ID} (on its Asset) ds={ds} succeeded; "
+        f"marts.skip_scores {mart_rows:,} rows = lake outputs/skip_scores/ds={ds} "
+        f"{lake_rows:,} rows ({time.monotonic() - started:.0f} s)"
     )
 
 
