@@ -2,8 +2,10 @@
 
 The golden marts (tests/golden/music_skip/) were published by commit 0d5396c, the last before
 the contract, on the same two synthetic nights the conformance runs use (how: the script
-beside them). Keys, versions, arms and classes must be equal; floats equal to 1e-9 (measured
-byte-identical on the development machine; the margin only allows another CPU's rounding).
+beside them). Keys, versions, arms and classes must be equal; floats equal to 1e-6. The scores
+come from float32 Keras models: byte-identical on an idle development machine, but with the
+machine loaded (a docker build beside the tests) one p_skip moved by 3e-8, one float32 ulp
+(Eigen's thread pool split a reduction differently); 1e-6 allows that and nothing more.
 """
 
 from __future__ import annotations
@@ -30,6 +32,6 @@ def test_music_skip_publishes_the_rows_it_published_before_the_contract(pipeline
     for new, old in zip(now, before, strict=True):
         for a, b in zip(new, old, strict=True):
             if isinstance(b, float):
-                assert a == pytest.approx(b, abs=1e-9), (table, new, old)
+                assert a == pytest.approx(b, abs=1e-6), (table, new, old)
             else:
                 assert a == b, (table, new, old)
