@@ -38,3 +38,14 @@ def run_ds(context: Mapping[str, Any] | None = None) -> str:
         "this run has no logical date and no triggering Asset event with a ds: trigger it "
         "with a logical date (the ds to process)"
     )
+
+
+def with_run_ds(context: Any) -> Any:
+    """``context`` with ``ds`` set to :func:`run_ds` where the run has no logical date.
+
+    For operators whose arguments are templates (``--ds {{ ds }}``): an Asset-triggered run
+    renders the ``ds`` its triggering events carry.
+    """
+    if not context.get("ds"):
+        context["ds"] = run_ds(context)
+    return context

@@ -30,8 +30,9 @@ from mlcore.config import ConfigError, Settings
 from nightshift_airflow.context import run_ds
 
 if TYPE_CHECKING:
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.docker.operators.docker import DockerOperator
+
+    from nightshift_airflow.operators.trainer_pod import TrainerPodOperator
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ TRAINER_ENTRYPOINT = ["nightshift"]
 # Pod requests sized for the Keras models of the nightly pipelines on one GPU.
 POD_CPU = "4"
 POD_MEMORY = "16Gi"
+# Seconds for a call to the Docker engine (the provider's default is 60).
+DOCKER_API_TIMEOUT = 600
 
 # The last line of a Python traceback (``pkg.SomeError: why``) or of `nightshift`'s own error
 # report (``nightshift train: why``): the one-line reason the task fails with.
@@ -184,6 +187,9 @@ def docker_train(pipeline: str, settings: Settings) -> DockerOperator:
         mounts=mounts,
         mount_tmp_dir=False,
         network_mode="host",
+        # Engine API calls: creating a container copies the image's layers on a vfs engine,
+        # more than the provider's 60 s default on a loaded 2-core machine (measured).
+        timeout=DOCKER_API_TIMEOUT,
         # The operator removes the container itself, after reading why it stopped.
         auto_remove="never",
     )
@@ -204,8 +210,7 @@ def docker_error_reason(image: str, exc: Exception, *, image_missing: bool) -> s
 # --- kubernetes: a pod of the trainer image ----------------------------------------------------
 
 
-def kubernetes_train(pipeline: str, settings: Settings) -> KubernetesPodOperator:
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+def kubernetes_train(pipeline: str, settings: Settings) -> TrainerPodOperator:
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
@@ -217,7 +222,9 @@ def kubernetes_train(pipeline: str, settings: Settings) -> KubernetesPodOperator
     limits = {"memory": POD_MEMORY}
     if settings.docker_gpus:
         limits["nvidia.com/gpu"] = str(settings.docker_gpus)
-    return KubernetesPodOperator(
+    from nightshift_airflow.operators.trainer_pod import TrainerPodOperator
+
+    return TrainerPodOperator(
         task_id=TASK_ID,
         doc_md="Train, evaluate and score from the lake: `nightshift train` in a pod of "
         f"`{settings.trainer_image}` in namespace `{settings.k8s_namespace}` (backend "

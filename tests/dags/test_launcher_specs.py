@@ -262,3 +262,39 @@ def test_engine_errors_say_whether_the_image_was_missing():
         'trainer container could not run (APIError): could not select device driver "" with '
         "capabilities: [[gpu]]"
     )
+
+
+# --- a run started by its sources' Assets has no logical date --------------------------------
+
+
+def asset_triggered_context(ds: str) -> dict:
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    event = AssetEventDagRunReferenceResult(
+        asset={
+            "name": "nightshift.raw.pozytywka",
+            "uri": "x-nightshift://raw/pozytywka",
+            "extra": {},
+        },
+        extra={"ds": ds},
+        source_task_id="stage_pozytywka",
+        source_dag_id="ingest_pozytywka",
+        source_run_id="scheduled__x",
+        source_map_index=-1,
+        source_aliases=[],
+        timestamp=dt.datetime(2024, 2, 1, tzinfo=dt.UTC),
+    )
+    return {"ds": None, "triggering_asset_events": TriggeringAssetEventsAccessor.build([event])}
+
+
+@pytest.mark.parametrize("backend", ["docker", "kubernetes"])
+def test_the_trainer_gets_the_ds_of_the_asset_event_that_started_the_run(tmp_path, backend):
+    if backend == "docker":
+        (tmp_path / "lake").mkdir()
+        op = build(docker_settings(str(tmp_path / "lake")))
+    else:
+        op = build(k8s_settings())
+    op.render_template_fields(asset_triggered_context(DS))
+    args = op.command if backend == "docker" else op.arguments
+    assert args == ["train", "music_skip", "--ds", DS]

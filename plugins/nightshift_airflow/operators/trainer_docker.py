@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
+from nightshift_airflow.context import with_run_ds
 from nightshift_airflow.hooks.lake import LakeHook
 from nightshift_airflow.launcher import docker_error_reason, last_error
 
@@ -32,6 +33,10 @@ class TrainerDockerOperator(DockerOperator):
         super().__init__(**kwargs)
         self.lake = lake
         self.aws_conn_id = aws_conn_id
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        # "{{ ds }}" in the command: an Asset-triggered run has no logical date of its own.
+        super().render_template_fields(with_run_ds(context), jinja_env)
 
     def lake_credentials(self) -> tuple[dict[str, str], dict[str, str]]:
         """(public env, private env) for an S3 lake, from the lake hook's connection."""
