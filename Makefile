@@ -50,6 +50,9 @@ clean:
 	rm -rf lake warehouse .airflow
 
 # --- containers (docker/README.md): not part of `make test`, they need a Docker engine ---------
+# Creating a container copies its image's layers on a vfs engine: longer than compose's 60 s
+# default on a loaded 2-core machine (measured: `make stack-up` gave up at 60 s).
+export COMPOSE_HTTP_TIMEOUT ?= 600
 COMPOSE ?= $(shell docker compose version > /dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 # docker-compose.yml + the local overlay, merged by compose, minus the published ports (host network)
 STACK := $(COMPOSE) -p nightshift -f docker/.compose.local.yml
