@@ -17,7 +17,13 @@
 --     takes a position, and its label is 0 (no SKIP can name its track).
 -- Context, all from before the play starts: position_in_session (1-based among PLAYs),
 -- ad_before (an ADVERTISEMENT since the previous PLAY, or since the session's start for the
--- first one), prev_skipped (label of the session's previous play; 0 for the first).
+-- first one), like_before (a LIKE since the previous PLAY: the listener liked the track
+-- before this one), prev_skipped (label of the session's previous play; 0 for the first),
+-- session_prior_skips (skips among the session's earlier plays), secs_since_prev_event
+-- (seconds since the session's previous event of any type; -1 for its first event),
+-- prev_played_share (seconds from the previous PLAY to this one over the previous track's
+-- duration, capped at 2: near 1 when it was heard in full; -1 for the first play or when the
+-- previous track is unknown).
 create or replace table staging.music_skip_plays as
 with events as (
     select * from staging.pozytywka_events
@@ -71,14 +77,58 @@ ads as (
     where event_type = 'ADVERTISEMENT'
 ),
 
+likes as (
+    select distinct session_id, play_no + 1 as position_in_session
+    from ordered
+    where event_type = 'LIKE' and play_no > 0
+),
+
+previous_event as (
+    -- the latest event of the session strictly before each PLAY's instant
+    select
+        plays.session_id,
+        plays.position_in_session,
+        max(ordered."timestamp") as prev_event_at
+    from plays
+    inner join ordered
+        on ordered.session_id = plays.session_id and ordered."timestamp" < plays."timestamp"
+    group by all
+),
+
+durations as (
+    select track_id as prev_track_id, duration_ms as prev_duration_ms
+    from staging.pozytywka_tracks
+    where duration_ms > 0
+),
+
 labelled as (
     select
         plays.*,
         case when skips.track_id is not null then 1 else 0 end as label_skipped,
-        case when ads.session_id is not null then 1 else 0 end as ad_before
+        case when ads.session_id is not null then 1 else 0 end as ad_before,
+        case when likes.session_id is not null then 1 else 0 end as like_before,
+        previous_event.prev_event_at
     from plays
     left join skips using (session_id, position_in_session, track_id)
     left join ads using (session_id, position_in_session)
+    left join likes using (session_id, position_in_session)
+    left join previous_event using (session_id, position_in_session)
+),
+
+with_previous as (
+    select
+        *,
+        lag(label_skipped) over in_session as prev_label,
+        lag("timestamp") over in_session as prev_play_at,
+        lag(track_id) over in_session as prev_track_id,
+        coalesce(sum(label_skipped) over session_before, 0) as session_prior_skips
+    from labelled
+    window
+        in_session as (partition by session_id order by position_in_session),
+        session_before as (
+            partition by session_id order by position_in_session
+            rows between unbounded preceding and 1 preceding
+        )
 ),
 
 final as (
@@ -90,11 +140,18 @@ final as (
         track_id,
         label_skipped,
         ad_before,
-        coalesce(
-            lag(label_skipped) over (partition by session_id order by position_in_session), 0
-        ) as prev_skipped,
+        like_before,
+        coalesce(prev_label, 0) as prev_skipped,
+        cast(session_prior_skips as bigint) as session_prior_skips,
+        coalesce(epoch("timestamp" - prev_event_at), -1.0) as secs_since_prev_event,
+        case
+            -- least() skips nulls: without this, no previous play would read as capped (2)
+            when prev_play_at is null or prev_duration_ms is null then -1.0
+            else least(epoch("timestamp" - prev_play_at) * 1000.0 / prev_duration_ms, 2.0)
+        end as prev_played_share,
         ds
-    from labelled
+    from with_previous
+    left join durations using (prev_track_id)
 )
 
 select * from final

@@ -9,6 +9,14 @@
 -- Skip rates are smoothed: (skips + 5 × 0.34) / (plays + 5), a prior worth 5 plays at a
 -- constant 0.34 (the service's long-run skip rate; a constant, so that no future play leaks
 -- through a "global" rate). The same prior is used by the candidate features (04).
+-- The artist's, and the user's per genre, skip rates: the same rule and the same prior, over
+-- the artist's plays and over the user's plays of tracks sharing a genre with this one
+-- (summed over the track's genres). user_recent_skip_rate = the user's last 5 earlier plays,
+-- (skips + 2 × 0.34) / (plays + 2). user_prior_sessions = the user's sessions that started
+-- before this one; user_tenure_days = days since the user's first play.
+-- taste_<f> (for danceability, valence, energy, acousticness, speechiness, duration_ms):
+-- |f - the mean f of the user's earlier plays heard in full| - |f - that of the skipped ones|;
+-- above 0 when the track is nearer to what the user skips (0 until the user has both).
 -- genre_overlap = how many of the user's (distinct) favourite genres the artist has;
 -- genre_overlap_share = that / the number of favourite genres (0 when the user has none).
 -- hour and weekday of the play in UTC; weekday 0 = Monday … 6 = Sunday.
@@ -22,7 +30,11 @@ with plays as (
         track_id,
         label_skipped,
         ad_before,
-        prev_skipped
+        like_before,
+        prev_skipped,
+        session_prior_skips,
+        secs_since_prev_event,
+        prev_played_share
     from staging.music_skip_plays
 ),
 
@@ -41,15 +53,41 @@ known_plays as (
     semi join tracks using (track_id)
 ),
 
+known_plays_with_track as (
+    select known_plays.*, tracks.artist_id, tracks.artist_genres, tracks.danceability, tracks.valence, tracks.energy, tracks.acousticness, tracks.speechiness, tracks.duration_ms
+    from known_plays
+    inner join tracks using (track_id)
+),
+
 history as (
     -- on the narrow rows, before the wide attributes join: window sorts move fewer bytes
     select
-        *,
+        * exclude (artist_genres, danceability, valence, energy, acousticness, speechiness, duration_ms),
         count(*) over user_before as user_prior_plays,
         coalesce(sum(label_skipped) over user_before, 0) as user_prior_skips,
         count(*) over track_before as track_prior_plays,
-        coalesce(sum(label_skipped) over track_before, 0) as track_prior_skips
-    from known_plays
+        coalesce(sum(label_skipped) over track_before, 0) as track_prior_skips,
+        count(*) over artist_before as artist_prior_plays,
+        coalesce(sum(label_skipped) over artist_before, 0) as artist_prior_skips,
+        count(*) over user_last_5 as user_recent_plays,
+        coalesce(sum(label_skipped) over user_last_5, 0) as user_recent_skips,
+        min("timestamp") over (partition by user_id) as user_first_play_at,
+        coalesce(sum(label_skipped) over user_before, 0) as skipped_count,
+        count(*) over user_before - coalesce(sum(label_skipped) over user_before, 0)
+            as full_count,
+        coalesce(sum(danceability * (1 - label_skipped)) over user_before, 0) as full_danceability_sum,
+        coalesce(sum(danceability * label_skipped) over user_before, 0) as skipped_danceability_sum,
+        coalesce(sum(valence * (1 - label_skipped)) over user_before, 0) as full_valence_sum,
+        coalesce(sum(valence * label_skipped) over user_before, 0) as skipped_valence_sum,
+        coalesce(sum(energy * (1 - label_skipped)) over user_before, 0) as full_energy_sum,
+        coalesce(sum(energy * label_skipped) over user_before, 0) as skipped_energy_sum,
+        coalesce(sum(acousticness * (1 - label_skipped)) over user_before, 0) as full_acousticness_sum,
+        coalesce(sum(acousticness * label_skipped) over user_before, 0) as skipped_acousticness_sum,
+        coalesce(sum(speechiness * (1 - label_skipped)) over user_before, 0) as full_speechiness_sum,
+        coalesce(sum(speechiness * label_skipped) over user_before, 0) as skipped_speechiness_sum,
+        coalesce(sum(duration_ms * (1 - label_skipped)) over user_before, 0) as full_duration_ms_sum,
+        coalesce(sum(duration_ms * label_skipped) over user_before, 0) as skipped_duration_ms_sum
+    from known_plays_with_track
     window
         user_before as (
             partition by user_id order by "timestamp"
@@ -58,18 +96,73 @@ history as (
         track_before as (
             partition by track_id order by "timestamp"
             range between unbounded preceding and interval 1 microsecond preceding
+        ),
+        artist_before as (
+            partition by artist_id order by "timestamp"
+            range between unbounded preceding and interval 1 microsecond preceding
+        ),
+        -- rows, not time: plays of one user at one instant are in different sessions, rare
+        user_last_5 as (
+            partition by user_id order by "timestamp", session_id, position_in_session
+            rows between 5 preceding and 1 preceding
         )
+),
+
+user_genre_plays as (
+    select session_id, position_in_session, user_id, "timestamp", label_skipped, genre
+    from known_plays_with_track, unnest(artist_genres) as g(genre)
+),
+
+user_genre_history as (
+    -- per play: the user's earlier plays in each of the track's genres, summed over them
+    select
+        session_id,
+        position_in_session,
+        sum(prior_plays) as user_genre_prior_plays,
+        sum(prior_skips) as user_genre_prior_skips
+    from (
+        select
+            session_id,
+            position_in_session,
+            count(*) over user_genre_before as prior_plays,
+            coalesce(sum(label_skipped) over user_genre_before, 0) as prior_skips
+        from user_genre_plays
+        window user_genre_before as (
+            partition by user_id, genre order by "timestamp"
+            range between unbounded preceding and interval 1 microsecond preceding
+        )
+    )
+    group by all
+),
+
+sessions as (
+    select
+        user_id,
+        session_id,
+        count(*) over (
+            partition by user_id order by min("timestamp"), session_id
+            rows between unbounded preceding and 1 preceding
+        ) as user_prior_sessions
+    from known_plays
+    group by user_id, session_id
 ),
 
 with_attributes as (
     select
-        history.*,
+        history.* exclude (artist_id),
+        coalesce(user_genre_history.user_genre_prior_plays, 0) as user_genre_prior_plays,
+        coalesce(user_genre_history.user_genre_prior_skips, 0) as user_genre_prior_skips,
+        sessions.user_prior_sessions,
         users.favourite_genres,
         users.premium,
         tracks.* exclude (track_id)
     from history
     inner join users on history.user_id = users.user_id
     inner join tracks on history.track_id = tracks.track_id
+    inner join sessions on history.session_id = sessions.session_id
+    left join user_genre_history
+        on history.session_id = user_genre_history.session_id
+        and history.position_in_session = user_genre_history.position_in_session
 ),
 
 final as (
@@ -111,7 +204,55 @@ final as (
         cast(premium as integer) as premium,
         cast(ad_before as integer) as ad_before,
         cast(position_in_session as bigint) as position_in_session,
-        cast(prev_skipped as integer) as prev_skipped
+        cast(prev_skipped as integer) as prev_skipped,
+        cast(like_before as integer) as like_before,
+        cast(session_prior_skips as bigint) as session_prior_skips,
+        cast(secs_since_prev_event as double) as secs_since_prev_event,
+        cast(prev_played_share as double) as prev_played_share,
+        cast((artist_prior_skips + 5 * 0.34) / (artist_prior_plays + 5.0) as double)
+            as artist_prior_skip_rate,
+        cast((user_genre_prior_skips + 5 * 0.34) / (user_genre_prior_plays + 5.0) as double)
+            as user_genre_prior_skip_rate,
+        cast((user_recent_skips + 2 * 0.34) / (user_recent_plays + 2.0) as double)
+            as user_recent_skip_rate,
+        cast(user_prior_sessions as bigint) as user_prior_sessions,
+        cast(epoch("timestamp" - user_first_play_at) / 86400.0 as double) as user_tenure_days,
+        cast(
+            case
+                when full_count = 0 or skipped_count = 0 then 0.0
+                else abs(danceability - full_danceability_sum / full_count) - abs(danceability - skipped_danceability_sum / skipped_count)
+            end as double
+        ) as taste_danceability,
+        cast(
+            case
+                when full_count = 0 or skipped_count = 0 then 0.0
+                else abs(valence - full_valence_sum / full_count) - abs(valence - skipped_valence_sum / skipped_count)
+            end as double
+        ) as taste_valence,
+        cast(
+            case
+                when full_count = 0 or skipped_count = 0 then 0.0
+                else abs(energy - full_energy_sum / full_count) - abs(energy - skipped_energy_sum / skipped_count)
+            end as double
+        ) as taste_energy,
+        cast(
+            case
+                when full_count = 0 or skipped_count = 0 then 0.0
+                else abs(acousticness - full_acousticness_sum / full_count) - abs(acousticness - skipped_acousticness_sum / skipped_count)
+            end as double
+        ) as taste_acousticness,
+        cast(
+            case
+                when full_count = 0 or skipped_count = 0 then 0.0
+                else abs(speechiness - full_speechiness_sum / full_count) - abs(speechiness - skipped_speechiness_sum / skipped_count)
+            end as double
+        ) as taste_speechiness,
+        cast(
+            case
+                when full_count = 0 or skipped_count = 0 then 0.0
+                else abs(duration_ms - full_duration_ms_sum / full_count) - abs(duration_ms - skipped_duration_ms_sum / skipped_count)
+            end as double
+        ) as taste_duration_ms
     from with_attributes
 )
 

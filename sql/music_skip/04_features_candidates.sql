@@ -10,9 +10,12 @@
 --     with the user), then each user ranks the union of their genres' lists;
 --   * every track the user played in those 30 days.
 -- Features: the track's and the user's prior stats count all plays up to the end of $ds and are
--- smoothed as in 03: (skips + 5 × 0.34) / (plays + 5). The moment is typical: hour = the
--- user's most common play hour (ties: the earliest), weekday = that of $ds + 1 day
--- (0 = Monday), position_in_session = 1, ad_before = 0, prev_skipped = 0.
+-- smoothed as in 03: (skips + 5 × 0.34) / (plays + 5); so are the artist's, the user's per
+-- genre, the last 5 plays' and the taste features, as 03 would compute them for a play at
+-- $ds + 1 day 00:00 (tests/sql check that the two agree). The moment is typical, the start
+-- of a new session: hour = the user's most common play hour (ties: the earliest), weekday =
+-- that of $ds + 1 day (0 = Monday), position_in_session = 1, ad_before = 0, like_before = 0,
+-- prev_skipped = 0, session_prior_skips = 0, secs_since_prev_event = -1, prev_played_share = -1.
 create or replace table features.music_skip_candidates as
 with plays as (
     select *
@@ -76,9 +79,72 @@ pairs as (
 ),
 
 user_history as (
-    select user_id, count(*) as prior_plays, sum(label_skipped) as prior_skips
+    select
+        plays.user_id,
+        count(*) as prior_plays,
+        sum(plays.label_skipped) as prior_skips,
+        count(distinct plays.session_id) as prior_sessions,
+        min(plays."timestamp") as first_play_at,
+        sum(plays.label_skipped) as skipped_count,
+        count(*) - sum(plays.label_skipped) as full_count,
+        sum(tracks.danceability * (1 - plays.label_skipped)) as full_danceability_sum,
+        sum(tracks.danceability * plays.label_skipped) as skipped_danceability_sum,
+        sum(tracks.valence * (1 - plays.label_skipped)) as full_valence_sum,
+        sum(tracks.valence * plays.label_skipped) as skipped_valence_sum,
+        sum(tracks.energy * (1 - plays.label_skipped)) as full_energy_sum,
+        sum(tracks.energy * plays.label_skipped) as skipped_energy_sum,
+        sum(tracks.acousticness * (1 - plays.label_skipped)) as full_acousticness_sum,
+        sum(tracks.acousticness * plays.label_skipped) as skipped_acousticness_sum,
+        sum(tracks.speechiness * (1 - plays.label_skipped)) as full_speechiness_sum,
+        sum(tracks.speechiness * plays.label_skipped) as skipped_speechiness_sum,
+        sum(tracks.duration_ms * (1 - plays.label_skipped)) as full_duration_ms_sum,
+        sum(tracks.duration_ms * plays.label_skipped) as skipped_duration_ms_sum
     from plays
+    inner join tracks on plays.track_id = tracks.track_id
+    group by plays.user_id
+),
+
+user_recent as (
+    select user_id, count(*) as recent_plays, sum(label_skipped) as recent_skips
+    from (
+        select user_id, label_skipped
+        from plays
+        qualify row_number() over (
+            partition by user_id
+            order by "timestamp" desc, session_id desc, position_in_session desc
+        ) <= 5
+    )
     group by user_id
+),
+
+artist_history as (
+    select tracks.artist_id, count(*) as prior_plays, sum(plays.label_skipped) as prior_skips
+    from plays
+    inner join tracks on plays.track_id = tracks.track_id
+    group by tracks.artist_id
+),
+
+user_genre_counts as (
+    select plays.user_id, g.genre, count(*) as prior_plays, sum(plays.label_skipped) as prior_skips
+    from plays
+    inner join tracks on plays.track_id = tracks.track_id,
+        unnest(tracks.artist_genres) as g(genre)
+    group by all
+),
+
+pair_genre_history as (
+    -- per pair: the user's plays in each of the candidate's genres, summed over them
+    select
+        pairs.user_id,
+        pairs.track_id,
+        sum(user_genre_counts.prior_plays) as prior_plays,
+        sum(user_genre_counts.prior_skips) as prior_skips
+    from pairs
+    inner join tracks on pairs.track_id = tracks.track_id,
+        unnest(tracks.artist_genres) as g(genre)
+    inner join user_genre_counts
+        on user_genre_counts.user_id = pairs.user_id and user_genre_counts.genre = g.genre
+    group by all
 ),
 
 track_history as (
@@ -137,13 +203,91 @@ final as (
         cast(users.premium as integer) as premium,
         0 as ad_before,
         cast(1 as bigint) as position_in_session,
-        0 as prev_skipped
+        0 as prev_skipped,
+        0 as like_before,
+        cast(0 as bigint) as session_prior_skips,
+        cast(-1 as double) as secs_since_prev_event,
+        cast(-1 as double) as prev_played_share,
+        cast(
+            (coalesce(artist_history.prior_skips, 0) + 5 * 0.34)
+            / (coalesce(artist_history.prior_plays, 0) + 5.0) as double
+        ) as artist_prior_skip_rate,
+        cast(
+            (coalesce(pair_genre_history.prior_skips, 0) + 5 * 0.34)
+            / (coalesce(pair_genre_history.prior_plays, 0) + 5.0) as double
+        ) as user_genre_prior_skip_rate,
+        cast(
+            (coalesce(user_recent.recent_skips, 0) + 2 * 0.34)
+            / (coalesce(user_recent.recent_plays, 0) + 2.0) as double
+        ) as user_recent_skip_rate,
+        cast(coalesce(user_history.prior_sessions, 0) as bigint) as user_prior_sessions,
+        cast(
+            coalesce(
+                epoch(cast(cast($ds as date) + 1 as timestamp) - user_history.first_play_at)
+                / 86400.0,
+                0.0
+            )
+            as double
+        ) as user_tenure_days,
+        cast(
+            case
+                when coalesce(user_history.full_count, 0) = 0
+                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
+                else abs(tracks.danceability - user_history.full_danceability_sum / user_history.full_count)
+                    - abs(tracks.danceability - user_history.skipped_danceability_sum / user_history.skipped_count)
+            end as double
+        ) as taste_danceability,
+        cast(
+            case
+                when coalesce(user_history.full_count, 0) = 0
+                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
+                else abs(tracks.valence - user_history.full_valence_sum / user_history.full_count)
+                    - abs(tracks.valence - user_history.skipped_valence_sum / user_history.skipped_count)
+            end as double
+        ) as taste_valence,
+        cast(
+            case
+                when coalesce(user_history.full_count, 0) = 0
+                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
+                else abs(tracks.energy - user_history.full_energy_sum / user_history.full_count)
+                    - abs(tracks.energy - user_history.skipped_energy_sum / user_history.skipped_count)
+            end as double
+        ) as taste_energy,
+        cast(
+            case
+                when coalesce(user_history.full_count, 0) = 0
+                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
+                else abs(tracks.acousticness - user_history.full_acousticness_sum / user_history.full_count)
+                    - abs(tracks.acousticness - user_history.skipped_acousticness_sum / user_history.skipped_count)
+            end as double
+        ) as taste_acousticness,
+        cast(
+            case
+                when coalesce(user_history.full_count, 0) = 0
+                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
+                else abs(tracks.speechiness - user_history.full_speechiness_sum / user_history.full_count)
+                    - abs(tracks.speechiness - user_history.skipped_speechiness_sum / user_history.skipped_count)
+            end as double
+        ) as taste_speechiness,
+        cast(
+            case
+                when coalesce(user_history.full_count, 0) = 0
+                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
+                else abs(tracks.duration_ms - user_history.full_duration_ms_sum / user_history.full_count)
+                    - abs(tracks.duration_ms - user_history.skipped_duration_ms_sum / user_history.skipped_count)
+            end as double
+        ) as taste_duration_ms
     from pairs
     inner join users on pairs.user_id = users.user_id
     inner join tracks on pairs.track_id = tracks.track_id
     inner join user_hours on pairs.user_id = user_hours.user_id
     left join user_history on pairs.user_id = user_history.user_id
     left join track_history on pairs.track_id = track_history.track_id
+    left join artist_history on tracks.artist_id = artist_history.artist_id
+    left join user_recent on pairs.user_id = user_recent.user_id
+    left join pair_genre_history
+        on pairs.user_id = pair_genre_history.user_id
+        and pairs.track_id = pair_genre_history.track_id
 )
 
 select * from final

@@ -536,3 +536,76 @@ def test_real_sample_models_keep_their_grain(sample):
     assert first_plays[0] == first_plays[1]  # each user's first play has no history
     overlapping = "select count(*) from features.music_skip_plays where genre_overlap > 0"
     assert con.execute(overlapping).fetchone()[0] > 0
+
+
+# ---- the session so far and the listener's history (issue: music_skip on real deliveries) ---
+HISTORY_FEATURES = [
+    "user_prior_plays",
+    "user_prior_skip_rate",
+    "track_prior_plays",
+    "track_prior_skip_rate",
+    "artist_prior_skip_rate",
+    "user_genre_prior_skip_rate",
+    "user_recent_skip_rate",
+    "user_prior_sessions",
+    "user_tenure_days",
+    *(f for f in FEATURES if f.startswith("taste_")),
+]
+
+
+def test_session_context_is_known_before_the_play(built):
+    got = rows(
+        built,
+        "select * from features.music_skip_plays where session_id = 10 order by position_in_session",
+    )
+    # labels by position 1 0 1 0 0 0 0; the LIKE of t3 (play 3) comes before play 4
+    assert [r["session_prior_skips"] for r in got] == [0, 1, 1, 2, 2, 2, 2]
+    assert [r["like_before"] for r in got] == [0, 0, 0, 1, 0, 0, 0]
+    # the SKIP at 09:01 shares play 2's instant: not "before" it; the 09:00 PLAY is
+    assert got[0]["secs_since_prev_event"] == -1 and got[1]["secs_since_prev_event"] == 60
+    assert got[4]["secs_since_prev_event"] == 30  # the ad at 09:08:30, then the play at 09:09
+    # 60 s of a 200 s track, then play 4 (09:06) to play 5 (09:09): 180 s of 200 s
+    assert got[0]["prev_played_share"] == -1
+    assert got[1]["prev_played_share"] == pytest.approx(0.3)
+    assert got[4]["prev_played_share"] == pytest.approx(0.9)
+
+
+def test_history_features_never_see_a_play_s_own_label_or_a_later_one(con):
+    """Un-skip one play (drop its SKIP): no feature of that play or an earlier one may move."""
+    run_all(con, {"ds": DS2})
+    sql = "select * from features.music_skip_plays order by timestamp, session_id, track_id"
+    before = rows(con, sql)
+    # play 3 of session 10 (t3 at 09:04) loses its SKIP (09:06): its label becomes 0
+    con.execute(
+        "delete from raw.pozytywka_sessions where event_type = 'SKIP' and track_id = 't3' "
+        "and \"timestamp\" = ?",
+        [ts(D1, "09:06:00")],
+    )
+    run_all(con, {"ds": DS2})
+    after = rows(con, sql)
+    flipped = ts(D1, "09:04:00")
+    assert [r[LABEL] for r in after if r["timestamp"] == flipped] == [0]
+    changed_later = False
+    for old, new in zip(before, after, strict=True):
+        moved = [f for f in FEATURES if old[f] != pytest.approx(new[f])]
+        if old["timestamp"] <= flipped:
+            assert not moved, f"play at {old['timestamp']} sees a label of {flipped}: {moved}"
+        changed_later |= bool(moved)
+    assert changed_later, "no later play's history moved: the test would pass on constants"
+
+
+def test_candidates_have_the_history_a_play_at_the_next_midnight_would_have(con):
+    """04 (aggregates up to $ds) and 03 (windows before each play) agree on the history."""
+    midnight = dt.datetime.combine(DS2 + dt.timedelta(days=1), dt.time())
+    insert_raw(con, "sessions", [ev(midnight, 1, "t3", "PLAY", 50)], DS2)
+    run_all(con, {"ds": DS2})
+    play = rows(con, "select * from features.music_skip_plays where session_id = 50")[0]
+    candidate = rows(
+        con,
+        "select * from features.music_skip_candidates where user_id = 1 and track_id = 't3'",
+    )[0]
+    for feature in HISTORY_FEATURES:
+        assert candidate[feature] == pytest.approx(play[feature]), feature
+    # and the start of a session: nothing of the session so far
+    assert (candidate["session_prior_skips"], candidate["like_before"]) == (0, 0)
+    assert candidate["secs_since_prev_event"] == -1 == candidate["prev_played_share"]

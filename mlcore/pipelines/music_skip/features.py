@@ -38,4 +38,22 @@ FEATURES = (
     "ad_before",
     "position_in_session",
     "prev_skipped",
+    # the session so far (sql/music_skip/01)
+    "like_before",
+    "session_prior_skips",
+    "secs_since_prev_event",  # -1: the session's first event
+    "prev_played_share",  # -1: no previous play; about 1 when it was heard in full
+    # the listener's history, in time order (03): no play sees its own label or a later one
+    "artist_prior_skip_rate",
+    "user_genre_prior_skip_rate",
+    "user_recent_skip_rate",  # the last 5 plays
+    "user_prior_sessions",
+    "user_tenure_days",
+    # taste: nearer to what this user skips (> 0) or to what they hear in full (< 0)
+    "taste_danceability",
+    "taste_valence",
+    "taste_energy",
+    "taste_acousticness",
+    "taste_speechiness",
+    "taste_duration_ms",
 )
