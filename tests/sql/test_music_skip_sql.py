@@ -556,7 +556,8 @@ HISTORY_FEATURES = [
 def test_session_context_is_known_before_the_play(built):
     got = rows(
         built,
-        "select * from features.music_skip_plays where session_id = 10 order by position_in_session",
+        "select * from features.music_skip_plays where session_id = 10 "
+        "order by position_in_session",
     )
     # labels by position 1 0 1 0 0 0 0; the LIKE of t3 (play 3) comes before play 4
     assert [r["session_prior_skips"] for r in got] == [0, 1, 1, 2, 2, 2, 2]
@@ -578,7 +579,7 @@ def test_history_features_never_see_a_play_s_own_label_or_a_later_one(con):
     # play 3 of session 10 (t3 at 09:04) loses its SKIP (09:06): its label becomes 0
     con.execute(
         "delete from raw.pozytywka_sessions where event_type = 'SKIP' and track_id = 't3' "
-        "and \"timestamp\" = ?",
+        'and "timestamp" = ?',
         [ts(D1, "09:06:00")],
     )
     run_all(con, {"ds": DS2})
