@@ -1,0 +1,133 @@
+"""Which features carry a binary model, and how well its probabilities are calibrated.
+
+Both on the run's evaluation rows (the time-ordered holdout), so that they describe what the
+gate judged:
+
+- :func:`feature_importance`: permutation importance (scikit-learn's), the drop in ROC-AUC when
+  one feature's column is shuffled, averaged over a few shuffles. It works for any model that
+  maps a float32 matrix to probabilities (Keras, scikit-learn, a constant), needs no refit,
+  and measures what the model uses on new rows, not what it memorised.
+- :func:`calibration`: a reliability table (predicted vs observed skip rate per quantile bin)
+  and the expected calibration error; a cache plan that reads ``p_skip`` as a probability
+  needs it small.
+
+:func:`report_png` draws both; the trainer keeps the JSON and the PNG next to the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mlcore.plots import _note, _png, _pyplot
+
+# Permutation importance costs one prediction of the rows per feature and shuffle: bounded.
+MAX_ROWS = 20_000
+
+
+class _Predictor:
+    """The estimator interface scikit-learn's permutation_importance needs: nothing but fit."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.predict = predict
+
+    def fit(self, x, y):  # pragma: no cover - never called: the model is fitted already
+        return self
+
+
+def feature_importance(
+    predict: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    *,
+    repeats: int = 3,
+    seed: int = 0,
+    max_rows: int = MAX_ROWS,
+) -> list[dict]:
+    """Drop in ROC-AUC when each feature is shuffled, largest first.
+
+    ``predict`` maps ``x`` (rows × features, float32) to P(label = 1). At most ``max_rows``
+    rows (a seeded sample) are used. Each entry: feature, drop (mean over ``repeats``
+    shuffles), std. Empty when ``y`` holds one class (ROC-AUC is undefined).
+    """
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return []
+    if len(y) > max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(y), max_rows, replace=False))
+        x, y = x[keep], y[keep]
+
+    def auc(estimator, x_, y_):
+        return roc_auc_score(y_, estimator.predict(np.asarray(x_, dtype=np.float32)))
+
+    result = permutation_importance(
+        _Predictor(predict), x, y, scoring=auc, n_repeats=repeats, random_state=seed
+    )
+    rows = [
+        {"feature": name, "drop": float(mean), "std": float(std)}
+        for name, mean, std in zip(
+            names, result.importances_mean, result.importances_std, strict=True
+        )
+    ]
+    return sorted(rows, key=lambda r: r["drop"], reverse=True)
+
+
+def calibration(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> dict:
+    """Reliability per quantile bin of ``p`` and the expected calibration error (ECE).
+
+    ``bins``: (rows, mean predicted, observed rate) per bin of about equal size; ``ece``: the
+    row-weighted mean of |observed - predicted| over the bins.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    # Inner cut points only: tied scores (a model that says 0.01 or 0.99) make fewer, not
+    # merged, bins; a constant score is one bin.
+    cuts = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1]))
+    which = np.searchsorted(cuts, p, side="right")
+    table = []
+    for b in np.unique(which):
+        in_bin = which == b
+        table.append(
+            {
+                "rows": int(in_bin.sum()),
+                "predicted": float(p[in_bin].mean()),
+                "observed": float(y[in_bin].mean()),
+            }
+        )
+    ece = sum(r["rows"] * abs(r["observed"] - r["predicted"]) for r in table) / max(len(y), 1)
+    return {"bins": table, "ece": float(ece)}
+
+
+def report_png(report: dict, *, title: str, top: int = 15) -> bytes:
+    """Permutation importance (the first model's top features) and reliability, one PNG."""
+    plt = _pyplot()
+    fig, (imp_ax, cal_ax) = plt.subplots(1, 2, figsize=(12, 5.2))
+    models = report.get("models", {})
+    first = next(iter(models), None)
+    rows = models[first]["importance"][:top] if first else []
+    if rows:
+        names = [r["feature"] for r in rows][::-1]
+        imp_ax.barh(names, [r["drop"] for r in rows][::-1], xerr=[r["std"] for r in rows][::-1])
+        imp_ax.set_xlabel("ROC-AUC drop when shuffled")
+        imp_ax.set_title(f"what carries {first}")
+    else:
+        _note(imp_ax, "importance undefined (one class)")
+    cal_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    for name, entry in models.items():
+        table = entry["calibration"]["bins"]
+        cal_ax.plot(
+            [b["predicted"] for b in table],
+            [b["observed"] for b in table],
+            marker="o",
+            label=f"{name} (ECE {entry['calibration']['ece']:.3f})",
+        )
+    cal_ax.set_xlabel("predicted P(skip)")
+    cal_ax.set_ylabel("observed skip rate")
+    cal_ax.set_title("calibration (quantile bins)")
+    if models:
+        cal_ax.legend(loc="upper left", fontsize=8)
+    return _png(fig, plt, title)
