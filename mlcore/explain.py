@@ -23,7 +23,7 @@ import numpy as np
 from mlcore.plots import _note, _png, _pyplot
 
 # Permutation importance costs one prediction of the rows per feature and shuffle: bounded.
-MAX_ROWS = 20_000
+MAX_ROWS = 10_000
 
 
 class _Predictor:
@@ -42,7 +42,7 @@ def feature_importance(
     y: np.ndarray,
     names: Sequence[str],
     *,
-    repeats: int = 3,
+    repeats: int = 2,
     seed: int = 0,
     max_rows: int = MAX_ROWS,
 ) -> list[dict]:
