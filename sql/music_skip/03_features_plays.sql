@@ -54,7 +54,25 @@ known_plays as (
 ),
 
 known_plays_with_track as (
-    select known_plays.*, tracks.artist_id, tracks.artist_genres, tracks.danceability, tracks.valence, tracks.energy, tracks.acousticness, tracks.speechiness, tracks.duration_ms
+    -- micro_<f>: the feature in millionths, as an integer: the taste sums below add
+    -- integers, exactly and in any order, so a re-run gives the same bits (a float sum's
+    -- last bits depend on the order DuckDB's threads add in)
+    select
+        known_plays.*,
+        tracks.artist_id,
+        tracks.artist_genres,
+        tracks.danceability,
+        cast(round(tracks.danceability * 1e6) as bigint) as micro_danceability,
+        tracks.valence,
+        cast(round(tracks.valence * 1e6) as bigint) as micro_valence,
+        tracks.energy,
+        cast(round(tracks.energy * 1e6) as bigint) as micro_energy,
+        tracks.acousticness,
+        cast(round(tracks.acousticness * 1e6) as bigint) as micro_acousticness,
+        tracks.speechiness,
+        cast(round(tracks.speechiness * 1e6) as bigint) as micro_speechiness,
+        tracks.duration_ms,
+        cast(round(tracks.duration_ms * 1e6) as bigint) as micro_duration_ms
     from known_plays
     inner join tracks using (track_id)
 ),
@@ -62,7 +80,21 @@ known_plays_with_track as (
 history as (
     -- on the narrow rows, before the wide attributes join: window sorts move fewer bytes
     select
-        * exclude (artist_genres, danceability, valence, energy, acousticness, speechiness, duration_ms),
+        * exclude (
+            artist_genres,
+            danceability,
+            valence,
+            energy,
+            acousticness,
+            speechiness,
+            duration_ms,
+            micro_danceability,
+            micro_valence,
+            micro_energy,
+            micro_acousticness,
+            micro_speechiness,
+            micro_duration_ms
+        ),
         count(*) over user_before as user_prior_plays,
         coalesce(sum(label_skipped) over user_before, 0) as user_prior_skips,
         count(*) over track_before as track_prior_plays,
@@ -75,18 +107,30 @@ history as (
         coalesce(sum(label_skipped) over user_before, 0) as skipped_count,
         count(*) over user_before - coalesce(sum(label_skipped) over user_before, 0)
             as full_count,
-        coalesce(sum(danceability * (1 - label_skipped)) over user_before, 0) as full_danceability_sum,
-        coalesce(sum(danceability * label_skipped) over user_before, 0) as skipped_danceability_sum,
-        coalesce(sum(valence * (1 - label_skipped)) over user_before, 0) as full_valence_sum,
-        coalesce(sum(valence * label_skipped) over user_before, 0) as skipped_valence_sum,
-        coalesce(sum(energy * (1 - label_skipped)) over user_before, 0) as full_energy_sum,
-        coalesce(sum(energy * label_skipped) over user_before, 0) as skipped_energy_sum,
-        coalesce(sum(acousticness * (1 - label_skipped)) over user_before, 0) as full_acousticness_sum,
-        coalesce(sum(acousticness * label_skipped) over user_before, 0) as skipped_acousticness_sum,
-        coalesce(sum(speechiness * (1 - label_skipped)) over user_before, 0) as full_speechiness_sum,
-        coalesce(sum(speechiness * label_skipped) over user_before, 0) as skipped_speechiness_sum,
-        coalesce(sum(duration_ms * (1 - label_skipped)) over user_before, 0) as full_duration_ms_sum,
-        coalesce(sum(duration_ms * label_skipped) over user_before, 0) as skipped_duration_ms_sum
+        coalesce(sum(micro_danceability * (1 - label_skipped)) over user_before, 0)
+            / 1e6 as full_danceability_sum,
+        coalesce(sum(micro_danceability * label_skipped) over user_before, 0)
+            / 1e6 as skipped_danceability_sum,
+        coalesce(sum(micro_valence * (1 - label_skipped)) over user_before, 0)
+            / 1e6 as full_valence_sum,
+        coalesce(sum(micro_valence * label_skipped) over user_before, 0)
+            / 1e6 as skipped_valence_sum,
+        coalesce(sum(micro_energy * (1 - label_skipped)) over user_before, 0)
+            / 1e6 as full_energy_sum,
+        coalesce(sum(micro_energy * label_skipped) over user_before, 0)
+            / 1e6 as skipped_energy_sum,
+        coalesce(sum(micro_acousticness * (1 - label_skipped)) over user_before, 0)
+            / 1e6 as full_acousticness_sum,
+        coalesce(sum(micro_acousticness * label_skipped) over user_before, 0)
+            / 1e6 as skipped_acousticness_sum,
+        coalesce(sum(micro_speechiness * (1 - label_skipped)) over user_before, 0)
+            / 1e6 as full_speechiness_sum,
+        coalesce(sum(micro_speechiness * label_skipped) over user_before, 0)
+            / 1e6 as skipped_speechiness_sum,
+        coalesce(sum(micro_duration_ms * (1 - label_skipped)) over user_before, 0)
+            / 1e6 as full_duration_ms_sum,
+        coalesce(sum(micro_duration_ms * label_skipped) over user_before, 0)
+            / 1e6 as skipped_duration_ms_sum
     from known_plays_with_track
     window
         user_before as (
@@ -220,37 +264,43 @@ final as (
         cast(
             case
                 when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(danceability - full_danceability_sum / full_count) - abs(danceability - skipped_danceability_sum / skipped_count)
+                else abs(danceability - full_danceability_sum / full_count)
+                    - abs(danceability - skipped_danceability_sum / skipped_count)
             end as double
         ) as taste_danceability,
         cast(
             case
                 when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(valence - full_valence_sum / full_count) - abs(valence - skipped_valence_sum / skipped_count)
+                else abs(valence - full_valence_sum / full_count)
+                    - abs(valence - skipped_valence_sum / skipped_count)
             end as double
         ) as taste_valence,
         cast(
             case
                 when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(energy - full_energy_sum / full_count) - abs(energy - skipped_energy_sum / skipped_count)
+                else abs(energy - full_energy_sum / full_count)
+                    - abs(energy - skipped_energy_sum / skipped_count)
             end as double
         ) as taste_energy,
         cast(
             case
                 when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(acousticness - full_acousticness_sum / full_count) - abs(acousticness - skipped_acousticness_sum / skipped_count)
+                else abs(acousticness - full_acousticness_sum / full_count)
+                    - abs(acousticness - skipped_acousticness_sum / skipped_count)
             end as double
         ) as taste_acousticness,
         cast(
             case
                 when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(speechiness - full_speechiness_sum / full_count) - abs(speechiness - skipped_speechiness_sum / skipped_count)
+                else abs(speechiness - full_speechiness_sum / full_count)
+                    - abs(speechiness - skipped_speechiness_sum / skipped_count)
             end as double
         ) as taste_speechiness,
         cast(
             case
                 when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(duration_ms - full_duration_ms_sum / full_count) - abs(duration_ms - skipped_duration_ms_sum / skipped_count)
+                else abs(duration_ms - full_duration_ms_sum / full_count)
+                    - abs(duration_ms - skipped_duration_ms_sum / skipped_count)
             end as double
         ) as taste_duration_ms
     from with_attributes

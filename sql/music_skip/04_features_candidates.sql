@@ -79,6 +79,7 @@ pairs as (
 ),
 
 user_history as (
+    -- taste sums in integer millionths, as in 03: exact, so the same in any summing order
     select
         plays.user_id,
         count(*) as prior_plays,
@@ -87,18 +88,30 @@ user_history as (
         min(plays."timestamp") as first_play_at,
         sum(plays.label_skipped) as skipped_count,
         count(*) - sum(plays.label_skipped) as full_count,
-        sum(tracks.danceability * (1 - plays.label_skipped)) as full_danceability_sum,
-        sum(tracks.danceability * plays.label_skipped) as skipped_danceability_sum,
-        sum(tracks.valence * (1 - plays.label_skipped)) as full_valence_sum,
-        sum(tracks.valence * plays.label_skipped) as skipped_valence_sum,
-        sum(tracks.energy * (1 - plays.label_skipped)) as full_energy_sum,
-        sum(tracks.energy * plays.label_skipped) as skipped_energy_sum,
-        sum(tracks.acousticness * (1 - plays.label_skipped)) as full_acousticness_sum,
-        sum(tracks.acousticness * plays.label_skipped) as skipped_acousticness_sum,
-        sum(tracks.speechiness * (1 - plays.label_skipped)) as full_speechiness_sum,
-        sum(tracks.speechiness * plays.label_skipped) as skipped_speechiness_sum,
-        sum(tracks.duration_ms * (1 - plays.label_skipped)) as full_duration_ms_sum,
-        sum(tracks.duration_ms * plays.label_skipped) as skipped_duration_ms_sum
+        sum(cast(round(tracks.danceability * 1e6) as bigint) * (1 - plays.label_skipped)) / 1e6
+            as full_danceability_sum,
+        sum(cast(round(tracks.danceability * 1e6) as bigint) * plays.label_skipped) / 1e6
+            as skipped_danceability_sum,
+        sum(cast(round(tracks.valence * 1e6) as bigint) * (1 - plays.label_skipped)) / 1e6
+            as full_valence_sum,
+        sum(cast(round(tracks.valence * 1e6) as bigint) * plays.label_skipped) / 1e6
+            as skipped_valence_sum,
+        sum(cast(round(tracks.energy * 1e6) as bigint) * (1 - plays.label_skipped)) / 1e6
+            as full_energy_sum,
+        sum(cast(round(tracks.energy * 1e6) as bigint) * plays.label_skipped) / 1e6
+            as skipped_energy_sum,
+        sum(cast(round(tracks.acousticness * 1e6) as bigint) * (1 - plays.label_skipped)) / 1e6
+            as full_acousticness_sum,
+        sum(cast(round(tracks.acousticness * 1e6) as bigint) * plays.label_skipped) / 1e6
+            as skipped_acousticness_sum,
+        sum(cast(round(tracks.speechiness * 1e6) as bigint) * (1 - plays.label_skipped)) / 1e6
+            as full_speechiness_sum,
+        sum(cast(round(tracks.speechiness * 1e6) as bigint) * plays.label_skipped) / 1e6
+            as skipped_speechiness_sum,
+        sum(cast(round(tracks.duration_ms * 1e6) as bigint) * (1 - plays.label_skipped)) / 1e6
+            as full_duration_ms_sum,
+        sum(cast(round(tracks.duration_ms * 1e6) as bigint) * plays.label_skipped) / 1e6
+            as skipped_duration_ms_sum
     from plays
     inner join tracks on plays.track_id = tracks.track_id
     group by plays.user_id
