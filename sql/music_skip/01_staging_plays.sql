@@ -84,15 +84,21 @@ likes as (
 ),
 
 previous_event as (
-    -- the latest event of the session strictly before each PLAY's instant
-    select
-        plays.session_id,
-        plays.position_in_session,
-        max(ordered."timestamp") as prev_event_at
-    from plays
-    inner join ordered
-        on ordered.session_id = plays.session_id and ordered."timestamp" < plays."timestamp"
-    group by all
+    -- the latest event of the session strictly before each PLAY's instant (a window, not a
+    -- self-join: sessions of hundreds of events stay linear)
+    select session_id, position_in_session, prev_event_at
+    from (
+        select
+            session_id,
+            event_type,
+            play_no as position_in_session,
+            max("timestamp") over (
+                partition by session_id order by "timestamp"
+                range between unbounded preceding and interval 1 microsecond preceding
+            ) as prev_event_at
+        from ordered
+    )
+    where event_type = 'PLAY'
 ),
 
 durations as (
