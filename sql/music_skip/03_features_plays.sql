@@ -20,6 +20,15 @@
 -- genre_overlap = how many of the user's (distinct) favourite genres the artist has;
 -- genre_overlap_share = that / the number of favourite genres (0 when the user has none).
 -- hour and weekday of the play in UTC; weekday 0 = Monday … 6 = Sunday.
+-- taste_gap: the taste formula above, shared with the candidates (04, same connection).
+create or replace temp macro taste_gap(x, full_sum, full_count, skipped_sum, skipped_count) as
+    cast(
+        case
+            when full_count = 0 or skipped_count = 0 then 0.0
+            else abs(x - full_sum / full_count) - abs(x - skipped_sum / skipped_count)
+        end as double
+    );
+
 create or replace table features.music_skip_plays as
 with plays as (
     select
@@ -261,48 +270,26 @@ final as (
             as user_recent_skip_rate,
         cast(user_prior_sessions as bigint) as user_prior_sessions,
         cast(epoch("timestamp" - user_first_play_at) / 86400.0 as double) as user_tenure_days,
-        cast(
-            case
-                when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(danceability - full_danceability_sum / full_count)
-                    - abs(danceability - skipped_danceability_sum / skipped_count)
-            end as double
-        ) as taste_danceability,
-        cast(
-            case
-                when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(valence - full_valence_sum / full_count)
-                    - abs(valence - skipped_valence_sum / skipped_count)
-            end as double
-        ) as taste_valence,
-        cast(
-            case
-                when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(energy - full_energy_sum / full_count)
-                    - abs(energy - skipped_energy_sum / skipped_count)
-            end as double
-        ) as taste_energy,
-        cast(
-            case
-                when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(acousticness - full_acousticness_sum / full_count)
-                    - abs(acousticness - skipped_acousticness_sum / skipped_count)
-            end as double
-        ) as taste_acousticness,
-        cast(
-            case
-                when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(speechiness - full_speechiness_sum / full_count)
-                    - abs(speechiness - skipped_speechiness_sum / skipped_count)
-            end as double
-        ) as taste_speechiness,
-        cast(
-            case
-                when full_count = 0 or skipped_count = 0 then 0.0
-                else abs(duration_ms - full_duration_ms_sum / full_count)
-                    - abs(duration_ms - skipped_duration_ms_sum / skipped_count)
-            end as double
-        ) as taste_duration_ms
+        taste_gap(
+            danceability, full_danceability_sum, full_count, skipped_danceability_sum, skipped_count
+        )
+            as taste_danceability,
+        taste_gap(valence, full_valence_sum, full_count, skipped_valence_sum, skipped_count)
+            as taste_valence,
+        taste_gap(energy, full_energy_sum, full_count, skipped_energy_sum, skipped_count)
+            as taste_energy,
+        taste_gap(
+            acousticness, full_acousticness_sum, full_count, skipped_acousticness_sum, skipped_count
+        )
+            as taste_acousticness,
+        taste_gap(
+            speechiness, full_speechiness_sum, full_count, skipped_speechiness_sum, skipped_count
+        )
+            as taste_speechiness,
+        taste_gap(
+            duration_ms, full_duration_ms_sum, full_count, skipped_duration_ms_sum, skipped_count
+        )
+            as taste_duration_ms
     from with_attributes
 )
 

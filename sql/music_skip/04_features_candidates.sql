@@ -11,7 +11,7 @@
 --   * every track the user played in those 30 days.
 -- Features: the track's and the user's prior stats count all plays up to the end of $ds and are
 -- smoothed as in 03: (skips + 5 × 0.34) / (plays + 5); so are the artist's, the user's per
--- genre, the last 5 plays' and the taste features, as 03 would compute them for a play at
+-- genre, the last 5 plays' and the taste features, as 03 would compute them (its taste_gap macro) for a play at
 -- $ds + 1 day 00:00 (tests/sql check that the two agree). The moment is typical, the start
 -- of a new session: hour = the user's most common play hour (ties: the earliest), weekday =
 -- that of $ds + 1 day (0 = Monday), position_in_session = 1, ad_before = 0, like_before = 0,
@@ -242,53 +242,47 @@ final as (
             )
             as double
         ) as user_tenure_days,
-        cast(
-            case
-                when coalesce(user_history.full_count, 0) = 0
-                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
-                else abs(tracks.danceability - user_history.full_danceability_sum / user_history.full_count)
-                    - abs(tracks.danceability - user_history.skipped_danceability_sum / user_history.skipped_count)
-            end as double
+        taste_gap(
+            tracks.danceability,
+            user_history.full_danceability_sum,
+            coalesce(user_history.full_count, 0),
+            user_history.skipped_danceability_sum,
+            coalesce(user_history.skipped_count, 0)
         ) as taste_danceability,
-        cast(
-            case
-                when coalesce(user_history.full_count, 0) = 0
-                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
-                else abs(tracks.valence - user_history.full_valence_sum / user_history.full_count)
-                    - abs(tracks.valence - user_history.skipped_valence_sum / user_history.skipped_count)
-            end as double
+        taste_gap(
+            tracks.valence,
+            user_history.full_valence_sum,
+            coalesce(user_history.full_count, 0),
+            user_history.skipped_valence_sum,
+            coalesce(user_history.skipped_count, 0)
         ) as taste_valence,
-        cast(
-            case
-                when coalesce(user_history.full_count, 0) = 0
-                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
-                else abs(tracks.energy - user_history.full_energy_sum / user_history.full_count)
-                    - abs(tracks.energy - user_history.skipped_energy_sum / user_history.skipped_count)
-            end as double
+        taste_gap(
+            tracks.energy,
+            user_history.full_energy_sum,
+            coalesce(user_history.full_count, 0),
+            user_history.skipped_energy_sum,
+            coalesce(user_history.skipped_count, 0)
         ) as taste_energy,
-        cast(
-            case
-                when coalesce(user_history.full_count, 0) = 0
-                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
-                else abs(tracks.acousticness - user_history.full_acousticness_sum / user_history.full_count)
-                    - abs(tracks.acousticness - user_history.skipped_acousticness_sum / user_history.skipped_count)
-            end as double
+        taste_gap(
+            tracks.acousticness,
+            user_history.full_acousticness_sum,
+            coalesce(user_history.full_count, 0),
+            user_history.skipped_acousticness_sum,
+            coalesce(user_history.skipped_count, 0)
         ) as taste_acousticness,
-        cast(
-            case
-                when coalesce(user_history.full_count, 0) = 0
-                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
-                else abs(tracks.speechiness - user_history.full_speechiness_sum / user_history.full_count)
-                    - abs(tracks.speechiness - user_history.skipped_speechiness_sum / user_history.skipped_count)
-            end as double
+        taste_gap(
+            tracks.speechiness,
+            user_history.full_speechiness_sum,
+            coalesce(user_history.full_count, 0),
+            user_history.skipped_speechiness_sum,
+            coalesce(user_history.skipped_count, 0)
         ) as taste_speechiness,
-        cast(
-            case
-                when coalesce(user_history.full_count, 0) = 0
-                    or coalesce(user_history.skipped_count, 0) = 0 then 0.0
-                else abs(tracks.duration_ms - user_history.full_duration_ms_sum / user_history.full_count)
-                    - abs(tracks.duration_ms - user_history.skipped_duration_ms_sum / user_history.skipped_count)
-            end as double
+        taste_gap(
+            tracks.duration_ms,
+            user_history.full_duration_ms_sum,
+            coalesce(user_history.full_count, 0),
+            user_history.skipped_duration_ms_sum,
+            coalesce(user_history.skipped_count, 0)
         ) as taste_duration_ms
     from pairs
     inner join users on pairs.user_id = users.user_id
