@@ -12,6 +12,9 @@ Vocabulary:
 - **baselines**: models measured on the same evaluation rows to beat (the gate's ``must_beat``);
   the ``naive`` one (a constant, a seasonal naive forecast, the most popular items) is the bar
   a model must clear to serve at all.
+- **challengers**: models trained and measured on the same rows beside the slots' candidates
+  (music_skip's sequence model), reported every night but serving no slot: promoting one
+  means giving it a slot. The gate records them with status ``challenger`` and a verdict.
 - **champions**: the current champion of each slot, re-scored on this run's evaluation rows.
 - **scored**: which (model, version) pairs have scores for tonight's rows (``scores_key``): the
   new candidates, the champions, and the baselines that may serve as a fallback.
@@ -113,6 +116,7 @@ class RunManifest:
     baselines: dict[str, ModelEntry]
     evaluation: Evaluation
     champions: dict[str, ChampionEntry] = field(default_factory=dict)
+    challengers: dict[str, ModelEntry] = field(default_factory=dict)
     scored: list[ScoredModel] = field(default_factory=list)
     scores_key: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -136,17 +140,24 @@ class RunManifest:
         for name in self.gate.must_beat + ([self.gate.naive] if self.gate.naive else []):
             if name not in self.baselines:
                 raise ManifestError(f"{where}: the gate names baseline {name!r}, not in the run")
-        overlap = set(self.models) & set(self.baselines)
-        if overlap:
-            raise ManifestError(f"{where}: {sorted(overlap)} are both models and baselines")
+        groups = {
+            "models": self.models,
+            "baselines": self.baselines,
+            "challengers": self.challengers,
+        }
+        seen: dict[str, str] = {}
+        for group, entries in groups.items():
+            for name in entries:
+                if name in seen:
+                    raise ManifestError(f"{where}: {name!r} is in both {seen[name]} and {group}")
+                seen[name] = group
 
     # ---- reading -----------------------------------------------------------------------------
     def entry(self, name: str) -> ModelEntry:
-        """A model or a baseline of this run, by name."""
-        if name in self.models:
-            return self.models[name]
-        if name in self.baselines:
-            return self.baselines[name]
+        """A model, a baseline or a challenger of this run, by name."""
+        for group in (self.models, self.baselines, self.challengers):
+            if name in group:
+                return group[name]
         raise KeyError(f"{self.pipeline} {self.version} has no model {name!r}")
 
     def is_scored(self, model: str, version: str) -> bool:
@@ -176,6 +187,9 @@ class RunManifest:
                 baselines={k: ModelEntry(**v) for k, v in data["baselines"].items()},
                 evaluation=Evaluation(**data["evaluation"]),
                 champions={k: ChampionEntry(**v) for k, v in (data.get("champions") or {}).items()},
+                challengers={
+                    k: ModelEntry(**v) for k, v in (data.get("challengers") or {}).items()
+                },
                 scored=[ScoredModel(**s) for s in data.get("scored") or []],
                 scores_key=data.get("scores_key"),
                 counts=dict(data.get("counts") or {}),

@@ -20,7 +20,10 @@ A degraded fallback is never a champion: tomorrow's candidates are judged as on 
 ``ops.serving`` (pipeline × ds × slot) records which model serves each slot that night and why;
 the publisher reads it. ``models/<pipeline>/champion.json`` ({slot: version}) mirrors the
 champion rows, so that the trainer, which never opens the warehouse, knows which champions to
-re-score. Statuses in ``ops.model_runs``: champion | rejected | retired | degraded.
+re-score. A run's **challengers** (models measured beside the slots, serving none) get a row
+with status ``challenger`` and a verdict: how they compare with the gate's baselines and with
+the run's best slot model. Statuses in ``ops.model_runs``: champion | rejected | retired |
+degraded | challenger.
 """
 
 from __future__ import annotations
@@ -148,6 +151,28 @@ def decide(name: str, manifest: RunManifest, tolerance: float) -> tuple[str, str
     )
 
 
+def challenger_verdict(name: str, manifest: RunManifest) -> str:
+    """One line for a challenger: the gate's baselines it beats or not, and the slots' best."""
+    gate = manifest.gate
+    value = manifest.challengers[name].metrics.get(gate.metric)
+    if value is None:
+        return f"challenger, serves no slot: {gate.metric} undefined on this run's rows"
+    passed, failures = _beats_baselines(value, manifest)
+    bars = (
+        f"does not beat {', '.join(failures)}"
+        if failures
+        else (f"beats {', '.join(passed) or 'no baseline'}")
+    )
+    slots = [(n, e.metrics.get(gate.metric)) for n, e in manifest.models.items()]
+    slots = [(n, v) for n, v in slots if v is not None]
+    best = ""
+    if slots:
+        pick = max if gate.greater_is_better else min
+        slot, slot_value = pick(slots, key=lambda item: item[1])
+        best = f"; best slot model {slot} {_fmt(slot_value)}"
+    return f"challenger, serves no slot: {gate.metric} {_fmt(value)} {bars}{best}"
+
+
 def fallback(manifest: RunManifest) -> tuple[str, float] | None:
     """The run's best model or baseline that beats the naive baseline and was scored tonight.
 
@@ -248,6 +273,9 @@ def gate_run(
     degraded = None
     rows_status = {n: d["status"] for n, d in decisions.items()}
     rows_reason = {n: d["reason"] for n, d in decisions.items()}
+    for name in sorted(manifest.challengers):
+        rows_status[name] = "challenger"
+        rows_reason[name] = challenger_verdict(name, manifest)
     if unserved:
         why = "; ".join(f"{n}: {decisions[n]['reason']}" for n in unserved)
         best = fallback(manifest)

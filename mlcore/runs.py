@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +40,9 @@ from mlcore.lake import Lake, LakeError, features_prefix, models_prefix, predict
 from mlcore.manifest import ChampionEntry, ManifestError, RunManifest
 from mlcore.registry import champion_key
 from mlcore.training import TrainingError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +73,23 @@ def check_no_nulls(table: pa.Table, what: str) -> None:
 # ---- models that score ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scorer:
-    """A model that scores rows: its name, version and the feature columns it reads."""
+    """A model that scores rows: its name, version and the feature columns it reads.
+
+    ``prepare`` builds the model's input from a frame of rows (those columns and the keys)
+    for a model that takes more than a matrix of them: a sequence model's history, say.
+    Without it the input is the ``inputs`` columns as float32.
+    """
 
     name: str
     version: str
     inputs: tuple[str, ...]
     model: Any
+    prepare: Callable[[pd.DataFrame], Any] | None = None
+
+    def input_of(self, frame: pd.DataFrame) -> Any:
+        if self.prepare is not None:
+            return self.prepare(frame)
+        return frame[list(self.inputs)].to_numpy("float32")
 
 
 def load_artifact(lake: Lake, key: str) -> Any:
@@ -126,7 +140,7 @@ def score_stream(
                 frame = table.to_pandas()
                 n += len(frame)
                 for s in scorers:
-                    p = predict(s.model, frame[list(s.inputs)].to_numpy("float32"), batch_size)
+                    p = predict(s.model, s.input_of(frame), batch_size)
                     columns = {k: table.column(k) for k in keys}
                     columns["model_name"] = pa.array([s.name] * len(frame), pa.string())
                     columns["model_version"] = pa.array([s.version] * len(frame), pa.string())

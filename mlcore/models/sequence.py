@@ -5,6 +5,10 @@
   forecast or as quantiles trained with the pinball loss.
 - ``build_cnn_lstm_classifier``: a binary propensity model over behaviour sequences: a causal
   Conv1D picks local patterns (a view, then a cart), an LSTM reads them in order.
+- ``build_session_gru``: a binary classifier of the next event (will this play be skipped?)
+  from the user's last events (tokens and numbers per step, read by a GRU) and the event's own
+  tabular features, the family of models that led the Spotify Sequential Skip Prediction
+  Challenge.
 
 The custom pieces (``PinballLoss``, ``MonotoneQuantiles``) are registered as Keras
 serializables, so a saved ``.keras`` file reloads in any process that imported this module
@@ -214,6 +218,97 @@ def build_cnn_lstm_classifier(
         name="p_positive",
     )(x)
     model = keras.Model(inputs[0] if len(inputs) == 1 else inputs, out, name="cnn_lstm")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+def build_session_gru(
+    seq_len: int,
+    n_step_features: int,
+    n_features: int,
+    buckets: Sequence[int],
+    *,
+    seed: int,
+    units: int = 32,
+    embedding_dim: int = 8,
+    dropout: float = 0.2,
+    train_x: dict | None = None,
+    learning_rate: float = 1e-3,
+) -> keras.Model:
+    """The user's last ``seq_len`` events + this event's features → P(positive), e.g. a skip.
+
+    Inputs (a dict; ``train_x`` with the same keys adapts the normalisations now):
+    - ``"history_tokens"`` (seq_len, len(buckets)) int ids per step, one per kind (track,
+      artist, genre), each below its kind's bucket count; 0 is padding;
+    - ``"history_steps"`` (seq_len, n_step_features) numbers per step (a skip flag, gaps...);
+    - ``"query_tokens"`` (len(buckets),) the ids of the event to score, embedded by the same
+      tables as the history, so a track the user skipped before looks like itself;
+    - ``"features"`` (n_features,) the event's tabular features (the MLPs' inputs).
+    Steps are oldest first, padded on the left, so the GRU's last state is the latest event.
+    A GRU over [embeddings ‖ normalised numbers], concatenated with the query's embeddings and
+    its normalised features, then dense → dropout → dense → sigmoid. Compiled like the MLPs
+    (binary cross-entropy, ROC-AUC).
+    """
+    kinds = len(buckets)
+    if kinds < 1 or seq_len < 1 or n_step_features < 1 or n_features < 1:
+        raise ValueError("build_session_gru needs a history, step features and features")
+    h_tokens = keras.Input(shape=(seq_len, kinds), dtype="int32", name="history_tokens")
+    h_steps = keras.Input(shape=(seq_len, n_step_features), name="history_steps")
+    q_tokens = keras.Input(shape=(kinds,), dtype="int32", name="query_tokens")
+    feats = keras.Input(shape=(n_features,), name="features")
+    step_norm = layers.Normalization(axis=-1, name="normalize_steps")
+    feat_norm = layers.Normalization(axis=-1, name=NORMALIZER)
+    if train_x is not None:
+        steps = np.asarray(train_x["history_steps"], dtype="float32")
+        step_norm.adapt(steps.reshape(-1, n_step_features))
+        feat_norm.adapt(np.asarray(train_x["features"], dtype="float32"))
+    h_parts, q_parts = [], []
+    for k, size in enumerate(buckets):
+        table = layers.Embedding(
+            int(size),
+            embedding_dim,
+            embeddings_initializer=keras.initializers.RandomUniform(
+                -0.05, 0.05, seed=seed + 10 + k
+            ),
+            embeddings_regularizer=keras.regularizers.L2(1e-5),
+            name=f"embedding_{k}",
+        )
+        h_parts.append(table(h_tokens[..., k]))
+        q_parts.append(table(q_tokens[..., k]))
+    h = layers.Concatenate(axis=-1, name="per_step")([*h_parts, step_norm(h_steps)])
+    h = _rnn("gru", units, seed, "gru")(h)
+    q = layers.Concatenate(axis=-1, name="query")([*q_parts, feat_norm(feats)])
+    x = layers.Concatenate(axis=-1, name="history_and_query")([h, q])
+    x = layers.Dense(
+        64,
+        activation="relu",
+        kernel_initializer=keras.initializers.HeUniform(seed=seed + 2),
+        name="dense_1",
+    )(x)
+    x = layers.Dropout(dropout, seed=seed + 100, name="dropout")(x)
+    x = layers.Dense(
+        32,
+        activation="relu",
+        kernel_initializer=keras.initializers.HeUniform(seed=seed + 3),
+        name="dense_2",
+    )(x)
+    out = layers.Dense(
+        1,
+        activation="sigmoid",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 4),
+        name="p_positive",
+    )(x)
+    inputs = {
+        "history_tokens": h_tokens,
+        "history_steps": h_steps,
+        "query_tokens": q_tokens,
+        "features": feats,
+    }
+    model = keras.Model(inputs, out, name="session_gru")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="binary_crossentropy",

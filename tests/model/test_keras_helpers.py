@@ -169,6 +169,47 @@ def test_cnn_lstm_classifier_learns_from_tokens_and_features():
     assert roc_auc(label[800:], p) > 0.85
 
 
+def test_session_gru_learns_what_only_the_history_holds():
+    """The label is 'the last step was skipped, or the query track was skipped before': no
+    signal in the tabular features, so only a model that reads the history can learn it."""
+    from mlcore.models.sequence import build_session_gru
+
+    rng = np.random.default_rng(3)
+    n, steps, n_step, n_feat = 1200, 6, 3, 4
+    h_tokens = rng.integers(1, 20, (n, steps, 2)).astype(np.int32)
+    h_steps = rng.normal(0, 1, (n, steps, n_step)).astype(np.float32)
+    h_steps[..., 0] = rng.integers(0, 2, (n, steps))  # the skip flag of each step
+    q_tokens = rng.integers(1, 20, (n, 2)).astype(np.int32)
+    seen_skipped = ((h_tokens[..., 0] == q_tokens[:, None, 0]) & (h_steps[..., 0] == 1)).any(1)
+    label = ((h_steps[:, -1, 0] == 1) | seen_skipped).astype(np.float32)
+    x = {
+        "history_tokens": h_tokens,
+        "history_steps": h_steps,
+        "query_tokens": q_tokens,
+        "features": rng.normal(0, 1, (n, n_feat)).astype(np.float32),
+    }
+    train = {k: v[:1000] for k, v in x.items()}
+    test = {k: v[1000:] for k, v in x.items()}
+    training.set_seeds(0)
+    model = build_session_gru(
+        steps,
+        n_step,
+        n_feat,
+        [20, 20],
+        seed=0,
+        units=16,
+        embedding_dim=4,
+        dropout=0.0,
+        train_x=train,
+        learning_rate=0.01,
+    )
+    assert sorted(i.name for i in model.inputs) == sorted(x)
+    training.fit_keras(model, train, label[:1000], epochs=12, batch_size=32, name="gru")
+    p = training.predict_batched(model, test, 64)
+    assert p.shape == (200,) and ((p >= 0) & (p <= 1)).all()
+    assert roc_auc(label[1000:], p) > 0.8
+
+
 @pytest.fixture(scope="module")
 def windows():
     """A seasonal series (period 12) around 500 with a covariate in phase; 80/20 by time."""

@@ -14,6 +14,7 @@ from mlcore.manifest import (
     ChampionEntry,
     Evaluation,
     GateRule,
+    ManifestError,
     ModelEntry,
     RunManifest,
     ScoredModel,
@@ -549,3 +550,48 @@ def test_lower_is_better_metrics_gate_the_other_way():
     )
     # The fallback never picks the naive baseline itself; 12.5 does not beat it either.
     assert registry.fallback(manifest) is None
+
+
+def _with_challenger(manifest: RunManifest, auc: float) -> RunManifest:
+    version = manifest.version
+    manifest.challengers = {
+        "gru_session": ModelEntry(
+            metrics=metrics(auc), artifact=f"models/{PIPELINE}/{version}/gru_session.keras"
+        )
+    }
+    return manifest
+
+
+@pytest.mark.parametrize(
+    ("auc", "verdict"),
+    [
+        (0.80, "roc_auc 0.800 beats always_played 0.500, gradient_boosting 0.700 - 0.010"),
+        (0.60, "roc_auc 0.600 does not beat gradient_boosting 0.700 - 0.010"),
+    ],
+)
+def test_a_challenger_is_recorded_with_a_verdict_and_serves_nothing(con, lake, auc, verdict):
+    manifest = _with_challenger(make_manifest(V1, simple=0.75, advanced=0.72), auc)
+    lake.write_text(f"models/{PIPELINE}/{V1}/manifest.json", manifest.to_json())
+    result = registry.gate_run(con, lake, PIPELINE, V1, tolerance=TOL)
+
+    assert set(result["decisions"]) == set(result["serving"]) == {"mlp_simple", "mlp_advanced"}
+    assert result["degraded"] is None  # even a challenger that fails its bars degrades nothing
+    assert (V1, "gru_session", "challenger") in rows(con)
+    assert champion_json(lake) == {"mlp_advanced": V1, "mlp_simple": V1}
+    reason = con.execute(
+        "select reason from ops.model_runs where model_name = 'gru_session'"
+    ).fetchone()[0]
+    assert reason == f"challenger, serves no slot: {verdict}; best slot model mlp_simple 0.750"
+    latest = registry.latest_metrics(con, PIPELINE)
+    assert latest["models"]["gru_session"]["status"] == "challenger"
+    assert latest["models"]["gru_session"]["metrics"]["roc_auc"] == auc
+
+
+def test_a_challenger_round_trips_and_cannot_share_a_name():
+    manifest = _with_challenger(make_manifest(V1, simple=0.75, advanced=0.72), 0.7)
+    assert RunManifest.from_json(manifest.to_json()) == manifest
+    assert manifest.entry("gru_session").metrics["roc_auc"] == 0.7
+    data = json.loads(manifest.to_json())
+    data["challengers"]["gradient_boosting"] = data["challengers"]["gru_session"]
+    with pytest.raises(ManifestError, match="'gradient_boosting' is in both baselines and chall"):
+        RunManifest.from_dict(data)

@@ -10,7 +10,9 @@ no Airflow:
    used, so that a long history cannot outgrow the trainer's memory;
 3. fit the baselines (``always_played``: p_skip = the training skip rate, so it predicts
    "played" for every play; ``gradient_boosting``) and the two published Keras models
-   (``mlp_simple``, ``mlp_advanced``: one per arm of the A/B test), all seeded;
+   (``mlp_simple``, ``mlp_advanced``: one per arm of the A/B test), all seeded; and the
+   challenger ``gru_session``, a GRU over the user's last plays (``history``) beside this
+   play's features, measured and scored every night but serving no arm until it earns one;
 4. evaluate every model, and every current champion (``models/music_skip/champion.json``), on
    the same holdout rows, so the gate compares like with like;
 5. write the models, ``predictions/…/holdout.parquet`` (every model's holdout scores, to
@@ -43,6 +45,7 @@ from mlcore import explain, training
 from mlcore.manifest import Evaluation, GateRule, ModelEntry, RunManifest, ScoredModel
 from mlcore.metrics import binary_metrics
 from mlcore.pipelines.music_skip.features import FEATURES, ID_COLUMNS, LABEL
+from mlcore.pipelines.music_skip.history import NO_SESSION, STEP_FEATURES, History, HistorySpec
 from mlcore.runs import (
     Scorer,
     TrainingRun,
@@ -58,6 +61,10 @@ log = logging.getLogger(__name__)
 PIPELINE = "music_skip"
 PUBLISHED = ("mlp_simple", "mlp_advanced")  # one per A/B arm
 BASELINES = ("always_played", "gradient_boosting")
+# Trained, evaluated, explained and scored every night; no arm serves it (see the README's
+# results: on real deliveries it has not beaten the MLPs). Giving it an arm is one line in
+# publish.ARM_MODELS and a slot in PUBLISHED.
+CHALLENGERS = ("gru_session",)
 GATE = GateRule(
     metric="roc_auc",
     greater_is_better=True,
@@ -96,6 +103,16 @@ class TrainParams:
     gb_learning_rate: float = 0.05
     gb_max_leaf_nodes: int = 15
     gb_min_samples_leaf: int = 80
+    # The sequence model, chosen on the same validation slice: a small GRU over the last 10
+    # plays with small embeddings; larger ones (32 units, 8 dims, 20 or 50 plays) overfit the
+    # real deliveries. Trained on the newest gru_max_train_rows rows: a GRU epoch on CPU costs
+    # several MLP epochs.
+    history: HistorySpec = HistorySpec(length=10)
+    gru_units: int = 8
+    gru_embedding_dim: int = 2
+    gru_dropout: float = 0.5
+    gru_epochs: int = 30
+    gru_max_train_rows: int = 500_000
     score_batch_size: int = 65_536
 
 
@@ -136,6 +153,64 @@ def _xy(df: pd.DataFrame, features: list[str] | tuple[str, ...] = FEATURES) -> t
 
 
 # ---- step 3: fit ------------------------------------------------------------------------------
+def _history_inputs(history: History, df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The GRU's input for plays: their history before each one starts, and their features."""
+    x = history.inputs(df["user_id"], df["timestamp"], df["session_id"], df["track_id"])
+    x["features"] = df[list(FEATURES)].to_numpy(np.float32)
+    return x
+
+
+def _candidate_inputs(history: History, ds: str):
+    """A function building the GRU's input for candidates: a new session at the next midnight."""
+    at = pd.Timestamp(ds) + pd.Timedelta(days=1)
+
+    def prepare(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        n = len(frame)
+        x = history.inputs(
+            frame["user_id"], np.full(n, at), np.full(n, NO_SESSION), frame["track_id"]
+        )
+        x["features"] = frame[list(FEATURES)].to_numpy(np.float32)
+        return x
+
+    return prepare
+
+
+def _fit_gru(x: dict, y: np.ndarray, params: TrainParams, seed: int) -> tuple:
+    """The challenger on the newest ``gru_max_train_rows`` rows of ``x`` (in time order)."""
+    from mlcore.models.sequence import build_session_gru
+
+    keep = min(len(y), params.gru_max_train_rows)
+    x = {k: v[len(y) - keep :] for k, v in x.items()}
+    y = y[len(y) - keep :]
+    spec = params.history
+    training.set_seeds(seed)
+    gru = build_session_gru(
+        spec.length,
+        len(STEP_FEATURES),
+        len(FEATURES),
+        [spec.track_buckets, spec.artist_buckets, spec.genre_buckets],
+        seed=seed,
+        units=params.gru_units,
+        embedding_dim=params.gru_embedding_dim,
+        dropout=params.gru_dropout,
+        train_x=x,
+        learning_rate=params.learning_rate,
+    )
+    fit = training.fit_keras(
+        gru,
+        x,
+        y,
+        epochs=params.gru_epochs,
+        batch_size=_batch_size(len(y), params.batch_size),
+        validation_share=params.validation_share,
+        callbacks=training.keras_early_stopping(
+            params.early_stopping_patience, params.reduce_lr_patience
+        ),
+        name="gru_session",
+    )
+    return gru, fit
+
+
 def _fit_models(x: np.ndarray, y: np.ndarray, params: TrainParams, seed: int) -> tuple:
     """The four models, each fitted from a freshly seeded state. Returns (models, fit summaries)."""
     from mlcore.models.mlp import build_advanced_mlp, build_simple_mlp
@@ -209,11 +284,12 @@ def _predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 # ---- step 4: evaluate -----------------------------------------------------------------------
 def _evaluate(
-    models: dict, champions: dict, test_df: pd.DataFrame, batch: int
+    models: dict, champions: dict, test_df: pd.DataFrame, batch: int, special: dict
 ) -> tuple[pd.DataFrame, dict, dict]:
     """Score the holdout with every model and champion: (holdout frame, metrics, champions).
 
-    ``champions`` maps each slot to the :class:`~mlcore.runs.Scorer` of its current champion.
+    ``champions`` maps each slot to the :class:`~mlcore.runs.Scorer` of its current champion;
+    ``special`` maps a model that reads more than the feature matrix (the GRU) to its input.
     """
     x_test, y_test = _xy(test_df)
     holdout = pd.DataFrame(
@@ -227,14 +303,12 @@ def _evaluate(
     )
     metrics = {}
     for name, model in models.items():
-        holdout[f"p_skip_{name}"] = _predict(model, x_test, batch)
+        holdout[f"p_skip_{name}"] = _predict(model, special.get(name, x_test), batch)
         metrics[name] = binary_metrics(y_test, holdout[f"p_skip_{name}"])
         log.info("%s holdout metrics: %s", name, metrics[name])
     champion_metrics = {}
     for name, champ in champions.items():
-        p = training.predict_batched(
-            champ.model, test_df[list(champ.inputs)].to_numpy(np.float32), batch
-        )
+        p = training.predict_batched(champ.model, champ.input_of(test_df), batch)
         holdout[f"p_skip_champion_{name}"] = p
         champion_metrics[name] = binary_metrics(y_test, p)
         log.info(
@@ -243,24 +317,34 @@ def _evaluate(
     return holdout, metrics, champion_entries(champions, champion_metrics)
 
 
-def _explain(run: TrainingRun, version: str, models: dict, test_df: pd.DataFrame, batch: int):
-    """Permutation importance and calibration of the models that can serve, on the holdout.
+def _explain(
+    run: TrainingRun, version: str, models: dict, test_df: pd.DataFrame, batch: int, history
+):
+    """Permutation importance and calibration of the Keras models and the fallback, on the
+    holdout (a seeded sample of at most explain.MAX_ROWS rows, the same for every model).
 
-    Written next to the manifest (``explain.json``, ``explain.png``); returns their keys.
+    The GRU's importance is that of this play's features, its history held fixed. Written
+    next to the manifest (``explain.json``, ``explain.png``); returns their keys.
     """
+    if len(test_df) > explain.MAX_ROWS:
+        rng = np.random.default_rng(run.seed)
+        rows = np.sort(rng.choice(len(test_df), explain.MAX_ROWS, replace=False))
+        test_df = test_df.iloc[rows].reset_index(drop=True)
     x_test, y_test = _xy(test_df)
+    predictors = {name: (lambda x, m=models[name]: _predict(m, x, batch)) for name in models}
+    for name in CHALLENGERS:
+        fixed = _history_inputs(history, test_df)
+        predictors[name] = lambda x, m=models[name], h=fixed: _predict(
+            m, {**h, "features": x}, batch
+        )
     report = {"rows": int(len(y_test)), "metric": "roc_auc", "models": {}}
-    for name in (*PUBLISHED, *FALLBACKS):
-        model = models[name]
+    for name in (*PUBLISHED, *CHALLENGERS, *FALLBACKS):
+        predict = predictors[name]
         report["models"][name] = {
             "importance": explain.feature_importance(
-                lambda x, model=model: _predict(model, x, batch),
-                x_test,
-                y_test,
-                FEATURES,
-                seed=run.seed,
+                predict, x_test, y_test, FEATURES, seed=run.seed, max_rows=len(y_test)
             ),
-            "calibration": explain.calibration(y_test, _predict(model, x_test, batch)),
+            "calibration": explain.calibration(y_test, predict(x_test)),
         }
     keys = {
         "report": training.write_json(run.lake, run.model_key(version, "explain.json"), report),
@@ -283,7 +367,7 @@ def _save_models(run: TrainingRun, version: str, models: dict) -> dict:
             run.lake, run.model_key(version, "gradient_boosting.pkl"), models["gradient_boosting"]
         ),
     }
-    for name in PUBLISHED:
+    for name in (*PUBLISHED, *CHALLENGERS):
         artifacts[name] = training.save_keras(
             run.lake, run.model_key(version, f"{name}.keras"), models[name]
         )
@@ -303,8 +387,10 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
     # 1. read and check the features
     plays_path = run.features("plays.parquet")
     candidates_path = run.features("candidates.parquet")
+    tracks_path = run.features("tracks.parquet")
     check_columns(plays_path, [*ID_COLUMNS, *FEATURES, LABEL])
-    fingerprint = training.data_fingerprint([plays_path, candidates_path])
+    check_columns(tracks_path, ["track_id", "artist_id", "genre"])
+    fingerprint = training.data_fingerprint([plays_path, candidates_path, tracks_path])
     # Everything that shapes the models, and nothing else: it makes the version.
     run_params = {
         "pipeline": PIPELINE,
@@ -326,6 +412,14 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         y_test = test_df[LABEL].to_numpy()
         training.check_binary_labels(np.concatenate([y_train, y_test]), "plays.parquet")
         training.check_binary_labels(y_train, "the training period")
+        # The plays the GRU's histories are gathered from: the training period's, and a
+        # lookback before it so that its first rows have a history too.
+        lookback = pd.Timedelta(days=params.history.lookback_days)
+        history = History.read(
+            plays_path, tracks_path, params.history, since=train_df["timestamp"].min() - lookback
+        )
+        special_train = _history_inputs(history, train_df)
+        special_test = {name: _history_inputs(history, test_df) for name in CHALLENGERS}
     log.info(
         "%d plays: training on %d (newest before %s), holdout %d; skip rate %.4f / %.4f",
         n_plays,
@@ -339,22 +433,26 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
     # 3. fit the baselines and the two published models
     with run.timed("fit"):
         models, fits = _fit_models(x_train, y_train, params, seed)
+        models["gru_session"], fits["gru_session"] = _fit_gru(special_train, y_train, params, seed)
+        del special_train
 
     # 4. evaluate every model, and every champion, on the same holdout rows
     with run.timed("evaluate"):
         champions = run.champions(PUBLISHED, version, FEATURES)
         holdout, metrics, champion_entries_ = _evaluate(
-            models, champions, test_df, params.score_batch_size
+            models, champions, test_df, params.score_batch_size, special_test
         )
         artifacts = _save_models(run, version, models)
         holdout_key = training.write_parquet(
             run.lake, run.predictions_key("holdout.parquet"), holdout
         )
     with run.timed("explain"):
-        explained = _explain(run, version, models, test_df, params.score_batch_size)
+        explained = _explain(run, version, models, test_df, params.score_batch_size, history)
 
     # 5. score tonight's candidates: the new models, the fallback baseline, the champions
     scorers = [Scorer(n, version, FEATURES, models[n]) for n in (*PUBLISHED, *FALLBACKS)]
+    prepare = _candidate_inputs(history, run.ds)
+    scorers += [Scorer(n, version, FEATURES, models[n], prepare) for n in CHALLENGERS]
     scorers += list(champions.values())
     scores_key = run.predictions_key("scores.parquet")
     with run.timed("score"):
@@ -392,6 +490,12 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         models={name: entry(name) for name in PUBLISHED},
         baselines=baselines,
         champions=champion_entries_,
+        challengers={
+            name: dataclasses.replace(
+                entry(name), extra={"history": dataclasses.asdict(params.history)}
+            )
+            for name in CHALLENGERS
+        },
         scored=[ScoredModel(s.name, s.version) for s in scorers],
         scores_key=scores_key,
         evaluation=Evaluation(
