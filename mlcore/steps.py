@@ -141,6 +141,7 @@ def train(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
         "kind": manifest.kind,
         "models": {k: v.metrics for k, v in manifest.models.items()},
         "baselines": {k: v.metrics for k, v in manifest.baselines.items()},
+        "challengers": {k: v.metrics for k, v in manifest.challengers.items()},
         "rows": manifest.counts,
         "timings": manifest.timings,
         "plot": plot_key,

@@ -36,7 +36,7 @@ PREVIOUS = "2024-03-30-0123456789"  # a fake earlier run, made the champion befo
 
 
 def make_features(lake: LocalLake, ds: dt.date, n: int = N_PLAYS, seed: int = 0) -> None:
-    """Write plays.parquet and candidates.parquet with a learnable skip signal."""
+    """Write plays.parquet, candidates.parquet and tracks.parquet with a learnable skip signal."""
     rng = np.random.default_rng(seed)
     n_users, n_tracks = 60, 200
     user_bias = rng.normal(0, 1.0, n_users)
@@ -92,6 +92,14 @@ def make_features(lake: LocalLake, ds: dt.date, n: int = N_PLAYS, seed: int = 0)
     pq.write_table(
         pa.Table.from_pandas(candidates, preserve_index=False), folder / "candidates.parquet"
     )
+    catalogue = pd.DataFrame(
+        {
+            "track_id": [f"t{t:04d}" for t in range(n_tracks)],
+            "artist_id": [f"a{t % 40:02d}" for t in range(n_tracks)],
+            "genre": [None if t % 7 == 0 else f"g{t % 5}" for t in range(n_tracks)],
+        }
+    )
+    pq.write_table(pa.Table.from_pandas(catalogue, preserve_index=False), folder / "tracks.parquet")
 
 
 def read(lake: LocalLake, key: str) -> pd.DataFrame:
@@ -207,6 +215,11 @@ def test_mlps_beat_the_constant_baseline(trained):
     assert m.baselines["always_played"].metrics["roc_auc"] == pytest.approx(0.5)
     for name in ("mlp_simple", "mlp_advanced"):
         assert m.models[name].metrics["roc_auc"] > 0.65, name
+    # the sequence challenger learns too, and is recorded with its history's shape
+    gru = m.challengers["gru_session"]
+    assert gru.metrics["roc_auc"] > 0.6
+    assert gru.extra["history"]["length"] == 10
+    assert gru.artifact.endswith("gru_session.keras")
 
 
 def test_holdout_is_the_latest_fifth_of_plays(trained):
@@ -221,7 +234,8 @@ def test_holdout_is_the_latest_fifth_of_plays(trained):
     assert holdout["timestamp"].min().isoformat() == m.split_time
     expected = ["session_id", "user_id", "track_id", "timestamp", "label"]
     expected += [
-        f"p_skip_{n}" for n in ("always_played", "gradient_boosting", "mlp_simple", "mlp_advanced")
+        f"p_skip_{n}"
+        for n in ("always_played", "gradient_boosting", "mlp_simple", "mlp_advanced", "gru_session")
     ]
     assert list(holdout.columns) == expected
     assert m.evaluation.columns["label"] == "label"
@@ -286,9 +300,10 @@ def test_scores_cover_every_candidate_for_both_models_the_fallback_and_the_champ
     scores = trained["scores_first"]
     assert list(scores.columns) == ["user_id", "track_id", "model_name", "model_version", "p_skip"]
     assert set(scores["model_version"]) == {first.version}
-    # gradient_boosting serves a degraded night: it must have scores too
-    assert set(scores["model_name"]) == {"mlp_simple", "mlp_advanced", "gradient_boosting"}
-    for name in ("mlp_simple", "mlp_advanced", "gradient_boosting"):
+    # gradient_boosting serves a degraded night: it must have scores too; so does the challenger
+    names = {"mlp_simple", "mlp_advanced", "gradient_boosting", "gru_session"}
+    assert set(scores["model_name"]) == names
+    for name in sorted(names):
         part = scores[scores["model_name"] == name]
         assert len(part) == len(candidates)
         assert (
@@ -301,6 +316,7 @@ def test_scores_cover_every_candidate_for_both_models_the_fallback_and_the_champ
     by_model = later.groupby(["model_name", "model_version"]).size().to_dict()
     assert by_model == {
         ("gradient_boosting", second.version): len(candidates),
+        ("gru_session", second.version): len(candidates),
         ("mlp_advanced", PREVIOUS): len(candidates),
         ("mlp_advanced", second.version): len(candidates),
         ("mlp_simple", PREVIOUS): len(candidates),
@@ -315,11 +331,13 @@ def test_manifest_lists_what_was_scored(trained):
         ("mlp_simple", first.version),
         ("mlp_advanced", first.version),
         ("gradient_boosting", first.version),
+        ("gru_session", first.version),
     }
     assert {(s.model, s.version) for s in second.scored} == {
         ("mlp_simple", second.version),
         ("mlp_advanced", second.version),
         ("gradient_boosting", second.version),
+        ("gru_session", second.version),
         ("mlp_simple", PREVIOUS),
         ("mlp_advanced", PREVIOUS),
     }
@@ -335,7 +353,8 @@ def test_evaluation_recomputes_the_manifest_metrics(trained):
     lake = trained["lake"]
     for m in (trained["first"], trained["second"]):
         recomputed = evaluation.recompute(lake, m)
-        expected = {n: e.metrics for n, e in (*m.models.items(), *m.baselines.items())}
+        entries = (*m.models.items(), *m.baselines.items(), *m.challengers.items())
+        expected = {n: e.metrics for n, e in entries}
         expected |= {f"champion_{n}": c.metrics for n, c in m.champions.items()}
         assert set(recomputed) == set(expected)
         for name, metrics in expected.items():

@@ -387,8 +387,8 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
     # 1. read and check the features
     plays_path = run.features("plays.parquet")
     candidates_path = run.features("candidates.parquet")
-    tracks_path = run.features("tracks.parquet")
     check_columns(plays_path, [*ID_COLUMNS, *FEATURES, LABEL])
+    tracks_path = run.features("tracks.parquet")
     check_columns(tracks_path, ["track_id", "artist_id", "genre"])
     fingerprint = training.data_fingerprint([plays_path, candidates_path, tracks_path])
     # Everything that shapes the models, and nothing else: it makes the version.
