@@ -363,6 +363,32 @@ def test_evaluation_recomputes_the_manifest_metrics(trained):
                 assert recomputed[name][key] == pytest.approx(value, abs=1e-9), (name, key)
 
 
+def test_explain_report_next_to_the_manifest(trained):
+    """Importance, calibration and a ROC-AUC interval paired with gradient boosting, for every
+    model that can serve and the challenger, on the holdout (here whole: under MAX_ROWS)."""
+    lake, m = trained["lake"], trained["first"]
+    holdout = trained["holdout_first"]
+    report = json.loads(lake.read_text(m.extra["explain"]["report"]))
+    assert lake.read_bytes(m.extra["explain"]["figure"]).startswith(b"\x89PNG")
+    assert report["rows"] == len(holdout) and report["peer"] == "gradient_boosting"
+    names = {"mlp_simple", "mlp_advanced", "gru_session", "gradient_boosting"}
+    assert set(report["models"]) == names
+    for name in names:
+        entry = report["models"][name]
+        assert {r["feature"] for r in entry["importance"]} == set(FEATURES)
+        interval = entry["roc_auc_interval"]
+        auc = m.entry(name).metrics["roc_auc"]
+        assert interval["roc_auc"] == pytest.approx(auc, abs=1e-6)
+        assert interval["low"] <= auc <= interval["high"]
+        if name == "gradient_boosting":
+            assert "minus_reference" not in interval
+        else:
+            diff = interval["minus_reference"]
+            peer = m.baselines["gradient_boosting"].metrics["roc_auc"]
+            assert diff["value"] == pytest.approx(auc - peer, abs=1e-6)
+            assert diff["low"] <= diff["value"] <= diff["high"]
+
+
 def test_evaluation_figure_is_a_png(trained):
     lake, m = trained["lake"], trained["first"]
     key = evaluation.write_figure(lake, m)

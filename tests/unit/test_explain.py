@@ -59,3 +59,28 @@ def test_the_report_figure_is_a_png_even_without_importance():
         }
     }
     assert explain.report_png(report, title="t").startswith(b"\x89PNG")
+
+
+def test_auc_interval_covers_the_truth_and_pairs_the_difference():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 4000)
+    signal = y + rng.normal(0, 1.0, len(y))  # ROC-AUC about 0.76
+    noisier = y + rng.normal(0, 1.5, len(y))  # about 0.68
+    result = explain.auc_interval(y, signal, noisier, resamples=200, seed=1)
+    assert result["low"] < result["roc_auc"] < result["high"]
+    assert result["high"] - result["low"] < 0.05  # 4,000 rows: a narrow interval
+    diff = result["minus_reference"]
+    assert diff["low"] > 0  # the better model is better on every resample's tails
+    assert diff["value"] == pytest.approx(
+        result["roc_auc"] - explain.auc_interval(y, noisier, resamples=10)["roc_auc"]
+    )
+    # the same model against itself: a difference of exactly zero, whatever the resample
+    same = explain.auc_interval(y, signal, signal, resamples=50)["minus_reference"]
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
+    line = explain.describe_interval(result, "noisier")
+    assert line.startswith("ROC-AUC 0.7") and "minus noisier +0." in line
+
+
+def test_auc_interval_is_undefined_for_one_class():
+    assert explain.auc_interval(np.ones(20), np.linspace(0, 1, 20)) is None
+    assert explain.describe_interval(None) == "ROC-AUC undefined (one class)"
