@@ -17,7 +17,8 @@ For uniqueness rules GX counts every row of a duplicated group while the quarant
 first occurrence (by file and line) and takes the surplus.
 
 A delivery fails (:class:`ValidationFailed`) when a critical table-level rule fails, or when the
-rows breaking critical row-level rules exceed ``max_bad_row_share`` of the table. The results,
+rows breaking critical row-level rules, together with the lines ingest rejected
+(``ops.rejected_lines``), exceed ``max_bad_row_share`` of the delivered lines. The results,
 the quarantine rows and the Data Docs are written first, so that ops can see why.
 """
 
@@ -534,6 +535,7 @@ def _entry(rows: int, failed_critical: list[str] | None = None) -> dict[str, Any
     return {
         "rows": rows,
         "quarantined": 0,
+        "rejected_lines": 0,
         "failed_critical": list(failed_critical or []),
         "warnings": [],
         "rules": {},
@@ -556,23 +558,42 @@ def _finding(rule: Rule, res: dict[str, Any], surplus: int | None, quarantined: 
 
 
 def _too_many_bad_rows(
-    rules: list[Rule], counts: dict[str, Any], max_bad_row_share: float
+    rules: list[Rule], counts: dict[str, Any], max_bad_row_share: float, rejected: int = 0
 ) -> str | None:
-    """The failure reason when critical row-level rules break too many rows, else None.
+    """The failure reason when too much of the delivery is unusable, else None.
 
-    ``rules`` are the rules ``counts`` was computed for.
+    Unusable: the rows that break critical row-level rules, and the ``rejected`` lines that
+    ingest could not parse or cast (``ops.rejected_lines``): a delivery whose lines mostly
+    failed to load must not pass because the few rows that did load are clean. ``rules``
+    are the rules ``counts`` was computed for.
     """
-    share = counts["critical_rows"] / counts["rows"] if counts["rows"] else 0.0
+    lines = counts["rows"] + rejected
+    share = (counts["critical_rows"] + rejected) / lines if lines else 0.0
     if share <= max_bad_row_share:
         return None
     found = {r.name: counts["quarantine"][r.name] for r in rules if r.row_level}
     critical = [r.name for r in rules if r.row_level and r.severity == "critical"]
-    listing = ", ".join(
+    listing = [
         f"{name}: {found[name]}"
         for name in sorted(critical, key=lambda n: -found[n])
         if found[name]
+    ]
+    allowed = f"> {max_bad_row_share:.0%} allowed"
+    if not rejected:
+        return f"{share:.0%} of rows break critical rules ({', '.join(listing)}) {allowed}"
+    listing.insert(0, f"rejected at ingest: {rejected}")
+    return (
+        f"{share:.0%} of lines were rejected at ingest or break critical rules "
+        f"({', '.join(listing)}) {allowed}"
     )
-    return f"{share:.0%} of rows break critical rules ({listing}) > {max_bad_row_share:.0%} allowed"
+
+
+def _rejected_lines(con: duckdb.DuckDBPyConnection, source: str, table: str, ds: dt.date) -> int:
+    """Lines of the ``ds`` delivery of ``source``.``table`` that ingest kept aside."""
+    return con.execute(
+        "select count(*) from ops.rejected_lines where source = ? and table_name = ? and ds = ?",
+        [source, table, ds],
+    ).fetchone()[0]
 
 
 def _check_table(
@@ -582,10 +603,12 @@ def _check_table(
     rules: list[Rule],
     gx_results: list,
     max_bad_row_share: float,
+    rejected: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Combine GX's results with the SQL counts and decide what fails.
 
-    Returns the report entry and the rows for ``ops.validation_results``.
+    ``rejected``: the delivery's lines that ingest kept aside; they count against
+    ``max_bad_row_share``. Returns the report entry and the rows for ``ops.validation_results``.
     """
     by_rule = {r.expectation_config.meta.get("rule"): _result_fields(r) for r in gx_results}
     columns = _columns(con, raw_table)
@@ -593,6 +616,7 @@ def _check_table(
     counts = sql_counts(con, raw_table, ds, countable)
     entry = _entry(counts["rows"])
     entry["quarantined"] = counts["quarantine_rows"]
+    entry["rejected_lines"] = rejected
     records = []
     for rule in rules:
         res = by_rule.get(rule.name)
@@ -633,7 +657,7 @@ def _check_table(
         else:
             entry["warnings"].append(_finding(rule, res, surplus, quarantined))
         records.append(_record(rule, res, entry["rules"][rule.name]))
-    too_many = _too_many_bad_rows(countable, counts, max_bad_row_share)
+    too_many = _too_many_bad_rows(countable, counts, max_bad_row_share, rejected)
     if too_many:
         entry["failed_critical"].append(too_many)
     return entry, records
@@ -795,6 +819,7 @@ def validate_source(
                 rules[name],
                 gx_results[suites[name]["name"]],
                 max_bad_row_share,
+                _rejected_lines(con, source.name, name, ds),
             )
             quarantine = ident(f"quarantine.{source.name}_{name}")
             with _transaction(con):

@@ -313,6 +313,32 @@ def test_too_many_bad_rows_fail_after_quarantine_and_results_are_written(toy):
     assert failed.value.report.data_docs_key is not None
 
 
+def _reject_lines(con, n: int, *, ds=D) -> None:
+    """``n`` lines of the toy delivery of ``ds`` that ingest kept aside, as ingest records them."""
+    con.executemany(
+        "insert into ops.rejected_lines values ('toy', 'events', ?, 'f', ?, 'bad', 'x', now())",
+        [[ds, line] for line in range(100, 100 + n)],
+    )
+
+
+def test_lines_rejected_at_ingest_count_against_the_bad_row_share(toy):
+    con, lake, suites = toy
+    # 5 of the 9 loaded rows break critical rules (56%): with 0.6 allowed, the rows pass...
+    report = _validate(con, lake, suites, max_bad_row_share=0.6)
+    assert report.tables["events"]["rejected_lines"] == 0
+    # ...but not once 3 more lines of the delivery were rejected at ingest: 8 of 12 lines
+    _reject_lines(con, 3)
+    _reject_lines(con, 50, ds=D - dt.timedelta(days=1))  # another delivery's: not counted
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(con, lake, suites, max_bad_row_share=0.6)
+    assert str(failed.value) == (
+        "raw.toy_events: 67% of lines were rejected at ingest or break critical rules "
+        "(rejected at ingest: 3, id -1: 2, amount outside 0..10: 2, null user_id: 1, "
+        "unknown kind: 1, duplicate id: 1, empty b on X: 1) > 60% allowed"
+    )
+    assert failed.value.report.tables["events"]["rejected_lines"] == 3
+
+
 def test_empty_delivery_fails(env):
     con, lake, tmp = env
     suites = tmp / "expectations"
@@ -516,3 +542,32 @@ def test_a_suite_listing_other_columns_than_the_declared_schema_fails_loudly():
             e["kwargs"]["column_set"] = ["user_id", "ds"]
     with pytest.raises(ValueError, match="differs from the declared schema"):
         with_declared_columns(suite, spec)
+
+
+def test_a_delivery_that_lost_lines_at_ingest_fails_with_their_share(env):
+    """The probe's case (issue "Faults, bad input and secrets", 1): 40% of the session lines
+    carry ``user_id: "bad"``. Ingest rejects them; the rows that did load are clean, and
+    validation must still fail, naming the rejected lines."""
+    from mlcore.ingest import ingest_delivery
+    from mlcore.synth.pozytywka import write_delivery
+
+    con, lake, _ = env
+    write_delivery(lake.root, D, users=20, days=3, seed=1)
+    ingest_delivery(con, lake, POZYTYWKA, D)
+    assert validate_source(con, lake, POZYTYWKA, D).ok  # the clean delivery passes
+
+    sessions = Path(lake.path(f"raw/pozytywka/ds={D}/sessions.jsonl"))
+    lines = sessions.read_text().splitlines()
+    bad = set(range(0, len(lines), 5)) | set(range(1, len(lines), 5))  # 40% of the lines
+    for i in bad:
+        event = json.loads(lines[i])
+        event["user_id"] = "bad"
+        lines[i] = json.dumps(event)
+    sessions.write_text("\n".join(lines) + "\n")
+    loaded = ingest_delivery(con, lake, POZYTYWKA, D)
+    assert loaded.tables["sessions"].rejected == len(bad)
+    with pytest.raises(ValidationFailed) as failed:
+        validate_source(con, lake, POZYTYWKA, D)
+    message = str(failed.value)
+    assert message.startswith("raw.pozytywka_sessions: 4") and "% of lines were rejected" in message
+    assert f"(rejected at ingest: {len(bad)}" in message
