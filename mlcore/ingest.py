@@ -27,6 +27,50 @@ log = logging.getLogger(__name__)
 MAX_REJECTED_LINE_CHARS = 2000
 
 
+# Values a declared type admits but no delivery means, rejected like a value that does not
+# cast: NaN and +-Infinity in a floating-point column (one `daily_cost: Infinity` made a cache
+# budget infinite), and timestamps outside these bounds (year 9999, 1 BC: sentinels and typos,
+# not events). Dates are not bounded: a birth date before 1970 is real.
+PLAUSIBLE_TIMESTAMPS = ("1970-01-01", "2100-01-01")
+_FLOAT_TYPES = {"double", "float", "real", "float4", "float8"}
+
+
+def _implausible(col: str, typ: str, value: str) -> str | None:
+    """SQL for why the cast ``value`` of ``col`` is implausible (NULL when it is fine), or None
+    when values of type ``typ`` are not checked beyond their cast."""
+    t = typ.lower()
+    if t in _FLOAT_TYPES:
+        return (
+            f"case when not isfinite({value}) "
+            f"then '{col}: ' || {value}::varchar || ' is not a finite number' end"
+        )
+    if t == "timestamp":
+        lo, hi = PLAUSIBLE_TIMESTAMPS
+        return (
+            f"case when {value} < timestamp '{lo}' or {value} >= timestamp '{hi}' "
+            f"then '{col}: ' || {value}::varchar || ' is outside {lo} to {hi}' end"
+        )
+    return None
+
+
+def _checked(col: str, typ: str, cast: str, present: str, shown: str) -> tuple[str, str]:
+    """(value, problem) SQL for one declared column.
+
+    ``cast``: the try_cast of the delivered text (NULL when it does not cast); ``present``: the
+    delivery holds a non-empty value; ``shown``: that value as text, for the reason. An
+    implausible value (:func:`_implausible`) is NULL in the row and a reason, as a value that
+    does not cast is.
+    """
+    problem = (
+        f"case when {present} and {cast} is null "
+        f"then '{col}: cannot read ' || left({shown}, 60) || ' as {typ}' end"
+    )
+    check = _implausible(col, typ, cast)
+    if check is None:
+        return cast, problem
+    return f"case when ({check}) is null then {cast} end", f"coalesce({problem}, {check})"
+
+
 class IngestError(RuntimeError):
     """A delivery cannot be loaded at all (missing file, unreadable format)."""
 
@@ -78,14 +122,20 @@ def _jsonl_select(spec: TableSpec) -> str:
         path = _json_path(col)
         is_list = typ.endswith("[]")
         extracted = f"json_extract(j, '{path}')" if is_list else f"j ->> '{path}'"
-        value = f"case when _valid then try_cast({extracted} as {typ}) end"
-        present = f"coalesce(json_type(j, '{path}') <> 'NULL', false)"
+        cast = f"case when _valid then try_cast({extracted} as {typ}) end"
+        present = f"_valid and coalesce(json_type(j, '{path}') <> 'NULL', false)"
+        shown = f"json_extract(j, '{path}')::varchar"
+        value, problem = _checked(col, typ, cast, present, shown)
+        if not is_list and typ.lower() == "varchar":
+            # An object or a list where text is declared would be kept as its JSON text.
+            nested = (
+                f"case when _valid and json_type(j, '{path}') in ('OBJECT', 'ARRAY') "
+                f"then '{col}: nested JSON ' || left({shown}, 60) || ' where text is expected' end"
+            )
+            value = f"case when ({nested}) is null then {value} end"
+            problem = f"coalesce({nested}, {problem})"
         values.append(f"{value} as {_quote(col)}")
-        problems.append(
-            f"case when _valid and {present} and {value} is null "
-            f"then '{col}: cannot read ' || left(json_extract(j, '{path}')::varchar, 60) "
-            f"|| ' as {typ}' end"
-        )
+        problems.append(problem)
     declared = ", ".join(f"'{c}'" for c in spec.columns)
     reason = (
         "case when not _parsed then 'malformed JSON' "
@@ -142,11 +192,11 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
     values, problems = [], []
     for col, typ in spec.columns.items():
         q = _quote(col)
-        values.append(f"try_cast({q} as {typ}) as {q}")
-        problems.append(
-            f"case when {q} is not null and {q} <> '' and try_cast({q} as {typ}) is null "
-            f"then '{col}: cannot read ' || left({q}, 60) || ' as {typ}' end"
+        value, problem = _checked(
+            col, typ, f"try_cast({q} as {typ})", f"({q} is not null and {q} <> '')", q
         )
+        values.append(f"{value} as {q}")
+        problems.append(problem)
     text_cols = ", ".join(_quote(c) for c in spec.columns)
     # One streaming pass, as for JSONL; the text of a row is kept only when it is rejected.
     con.execute(

@@ -130,3 +130,66 @@ def test_missing_delivery_and_missing_file_are_clear_errors(env):
     lake.write_text("raw/shop/ds=2024-01-31/events.jsonl", GOOD + "\n")
     with pytest.raises(IngestError, match="has no items.csv"):
         ingest_delivery(con, lake, SOURCE, DS)
+
+
+def test_values_no_delivery_means_are_rejected_with_their_reason(env):
+    """NaN and Infinity in a number column, timestamps in the year 9999 or BC, and nested JSON
+    where text is declared: each line is rejected with the column and the value, and the
+    rest of the file loads."""
+    lake, con = env
+    readings = TableSpec(
+        "readings",
+        "readings.jsonl",
+        {"ts": "timestamp", "name": "varchar", "value": "double", "tags": "varchar[]"},
+        key=("ts", "name"),
+        kind="event",
+    )
+    source = SourceSpec("meter", (readings, ITEMS))
+    good = {"ts": "2024-01-31T10:00:00", "name": "a", "value": 1.5, "tags": ["x"]}
+    lines = [
+        json.dumps(good),
+        json.dumps(good | {"value": float("inf")}),  # Python writes the literal Infinity
+        json.dumps(good | {"value": float("nan")}),
+        json.dumps(good | {"value": "-Infinity"}),
+        json.dumps(good | {"ts": "9999-12-31T00:00:00"}),
+        json.dumps(good | {"ts": "0001-01-01 (BC)"}),
+        json.dumps(good | {"ts": "1969-12-31T23:59:59"}),
+        json.dumps(good | {"name": {"nested": 1}}),
+        json.dumps(good | {"name": ["a", "b"]}),
+        json.dumps(good | {"ts": "1970-01-01T00:00:00", "value": 0.0, "tags": []}),
+    ]
+    base = f"raw/meter/ds={DS.isoformat()}"
+    lake.write_text(f"{base}/readings.jsonl", "\n".join(lines) + "\n")
+    lake.write_text(f"{base}/items.csv", "item_id,price,qty\nA,1.5,2\nB,inf,1\nC,NaN,1\n")
+    report = ingest_delivery(con, lake, source, DS)
+
+    assert (report.tables["readings"].rows, report.tables["readings"].rejected) == (2, 8)
+    reasons = dict(
+        con.execute(
+            "select line, reason from ops.rejected_lines where table_name = 'readings'"
+        ).fetchall()
+    )
+    assert reasons == {
+        2: "value: inf is not a finite number",
+        3: "value: nan is not a finite number",
+        4: "value: -inf is not a finite number",
+        5: "ts: 9999-12-31 00:00:00 is outside 1970-01-01 to 2100-01-01",
+        6: "ts: 0001-01-01 (BC) 00:00:00 is outside 1970-01-01 to 2100-01-01",
+        7: "ts: 1969-12-31 23:59:59 is outside 1970-01-01 to 2100-01-01",
+        8: 'name: nested JSON {"nested":1} where text is expected',
+        9: 'name: nested JSON ["a","b"] where text is expected',
+    }
+    assert con.execute("select _line from raw.meter_readings order by 1").fetchall() == [
+        (1,),
+        (10,),
+    ]
+    items = dict(
+        con.execute(
+            "select line, reason from ops.rejected_lines where table_name = 'items'"
+        ).fetchall()
+    )
+    assert items == {
+        3: "price: inf is not a finite number",
+        4: "price: nan is not a finite number",
+    }
+    assert con.execute("select item_id from raw.meter_items").fetchall() == [("A",)]
