@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mlcore import pipelines, steps
-from mlcore.config import load_settings
+from mlcore.config import load_settings, parse_ds
 from mlcore.lake import open_lake, raw_prefix
 from mlcore.sources import SOURCES, get_source
 
@@ -27,7 +27,7 @@ log = logging.getLogger("nightshift")
 
 def _date(text: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        return parse_ds(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 

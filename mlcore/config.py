@@ -6,7 +6,9 @@ logged at import time, so the trainer image and the tests can build settings fro
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,3 +98,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         seed=int(_float(env, "SEED", d.seed)),
         duckdb_memory_limit=env.get(PREFIX + "DUCKDB_MEMORY_LIMIT", d.duckdb_memory_limit),
     )
+
+
+_DS = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_ds(ds: str | dt.date) -> dt.date:
+    """A run's date from ``YYYY-MM-DD`` only; ValueError otherwise.
+
+    Stricter than ``date.fromisoformat``, which since Python 3.11 also takes ``20240131`` and
+    ``2024-W05-3``: a ds names lake folders and partitions, so it has exactly one spelling.
+    """
+    if isinstance(ds, dt.datetime):
+        raise ValueError(f"ds must be a date like 2024-01-31, got the datetime {ds!r}")
+    if isinstance(ds, dt.date):
+        return ds
+    if not isinstance(ds, str) or not _DS.fullmatch(ds):
+        raise ValueError(f"ds must be a date like 2024-01-31, got {ds!r}")
+    try:
+        return dt.date.fromisoformat(ds)
+    except ValueError:
+        raise ValueError(f"ds must be a date like 2024-01-31, got {ds!r}") from None

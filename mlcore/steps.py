@@ -15,21 +15,12 @@ import tempfile
 from pathlib import Path
 
 from mlcore import pipelines
-from mlcore.config import Settings, load_settings
+from mlcore.config import Settings, load_settings, parse_ds
 from mlcore.lake import features_prefix, open_lake
 from mlcore.sources import get_source
 from mlcore.warehouse import SQL_ROOT, open_warehouse
 
 log = logging.getLogger(__name__)
-
-
-def parse_ds(ds: str | dt.date) -> dt.date:
-    if isinstance(ds, dt.date):
-        return ds
-    try:
-        return dt.date.fromisoformat(ds)
-    except ValueError:
-        raise ValueError(f"ds must be a date like 2024-01-31, got {ds!r}") from None
 
 
 def _settings(settings: Settings | None) -> Settings:

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 
+from mlcore import config
 from nightshift_airflow import airflow_env, callbacks
 
 
@@ -44,7 +45,7 @@ class _FailureLines(logging.Handler):
 
 def parse_ds(value: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(value)
+        return config.parse_ds(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"ds must look like 2024-01-31, got {value!r}") from None
 

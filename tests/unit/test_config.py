@@ -1,8 +1,9 @@
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from mlcore.config import ConfigError, load_settings
+from mlcore.config import ConfigError, load_settings, parse_ds
 
 
 def test_laptop_defaults():
@@ -53,3 +54,25 @@ def test_a_pipelines_own_settings_come_from_its_prefix_and_keep_an_old_alias():
     assert spec.load_settings({"NIGHTSHIFT_CACHE_BUDGET": "3"}).cache_budget == 3.0
     with pytest.raises(ConfigError, match="NIGHTSHIFT_MUSIC_SKIP_CACHE_BUDGET must be a float"):
         spec.load_settings({"NIGHTSHIFT_MUSIC_SKIP_CACHE_BUDGET": "lots"})
+
+
+BAD_DS = ["20240131", "2024-W05-3", "2024-1-31", "2024-02-30", " 2024-01-31", "../2024-01-31"]
+
+
+@pytest.mark.parametrize("text", BAD_DS)
+def test_a_ds_has_one_spelling(text):
+    import argparse
+
+    from mlcore import cli
+
+    with pytest.raises(ValueError, match="ds must be a date like 2024-01-31"):
+        parse_ds(text)
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli._date(text)
+
+
+def test_a_ds_parses_from_its_one_spelling_or_a_date():
+    assert parse_ds("2024-01-31") == dt.date(2024, 1, 31)
+    assert parse_ds(dt.date(2024, 1, 31)) == dt.date(2024, 1, 31)
+    with pytest.raises(ValueError, match="datetime"):
+        parse_ds(dt.datetime(2024, 1, 31, 12))
