@@ -9,7 +9,11 @@ from mlcore.bench import stages
 from mlcore.cli import main
 
 
-def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(tmp_path, capsys):
+def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(
+    tmp_path, capsys, monkeypatch
+):
+    # The stages are under test, not the challenger's training (tests/conformance has it).
+    monkeypatch.setenv("NIGHTSHIFT_MUSIC_SKIP_SEQUENCE_CHALLENGER", "false")
     out = tmp_path / "bench.json"
     rc = main(
         [

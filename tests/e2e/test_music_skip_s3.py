@@ -13,6 +13,7 @@ import duckdb
 from mlcore import steps
 from mlcore.config import Settings
 from mlcore.lake import LocalLake, open_lake
+from mlcore.manifest import RunManifest
 from mlcore.synth.pozytywka import write_delivery
 
 DS = dt.date(2024, 1, 30)
@@ -31,7 +32,10 @@ def run_pipeline(settings: Settings) -> dict:
         return {t: con.execute(f"select * from marts.{t} order by all").fetchall() for t in MARTS}
 
 
-def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings):
+def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings, monkeypatch):
+    # The GRU challenger reads and writes the lake as the MLPs do (tests/conformance runs it);
+    # turned off here, which this test also checks, to halve its training time.
+    monkeypatch.setenv("NIGHTSHIFT_MUSIC_SKIP_SEQUENCE_CHALLENGER", "false")
     source = tmp_path / "delivery"
     write_delivery(source, DS, users=60, days=14, seed=5, defects=True)
     local = Settings(lake=str(tmp_path / "lake"), warehouse=tmp_path / "w" / "local.duckdb")
@@ -48,4 +52,10 @@ def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings):
     s3 = open_lake(s3_settings)
     assert s3.exists(f"outputs/skip_scores/ds={DS}/part-0.parquet")
     assert s3.exists(f"predictions/music_skip/ds={DS}/holdout.parquet")
-    assert any(k.endswith("manifest.json") for k in s3.list("models/music_skip"))
+    manifests = [k for k in s3.list("models/music_skip") if k.endswith("manifest.json")]
+    assert manifests
+    # the setting turned the challenger off: not trained, not saved, not scored
+    manifest = RunManifest.from_json(s3.read_text(manifests[0]))
+    assert manifest.challengers == {} and manifest.params["challengers"] == []
+    assert not any(k.endswith("gru_session.keras") for k in s3.list("models/music_skip"))
+    assert "gru_session" not in {s.model for s in manifest.scored}

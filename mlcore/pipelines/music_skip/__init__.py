@@ -19,6 +19,10 @@ class MusicSkipSettings:
     # Daily storage budget of the cache plan; None keeps today's total cost. The older name
     # NIGHTSHIFT_CACHE_BUDGET is still read.
     cache_budget: float | None = field(default=None, metadata={"alias": "NIGHTSHIFT_CACHE_BUDGET"})
+    # Train, evaluate and score the sequence challenger (gru_session) every night. It serves no
+    # arm and costs most of the training time on a CPU: false turns it off (the run's version
+    # changes with it, as with any change to what is trained).
+    sequence_challenger: bool = True
 
 
 PIPELINE = Pipeline(

@@ -63,7 +63,8 @@ PUBLISHED = ("mlp_simple", "mlp_advanced")  # one per A/B arm
 BASELINES = ("always_played", "gradient_boosting")
 # Trained, evaluated, explained and scored every night; no arm serves it (see the README's
 # results: on real deliveries it has not beaten the MLPs). Giving it an arm is one line in
-# publish.ARM_MODELS and a slot in PUBLISHED.
+# publish.ARM_MODELS and a slot in PUBLISHED. NIGHTSHIFT_MUSIC_SKIP_SEQUENCE_CHALLENGER=false
+# turns it off (TrainParams.challengers = ()).
 CHALLENGERS = ("gru_session",)
 GATE = GateRule(
     metric="roc_auc",
@@ -107,6 +108,7 @@ class TrainParams:
     # plays with small embeddings; larger ones (32 units, 8 dims, 20 or 50 plays) overfit the
     # real deliveries. Trained on the newest gru_max_train_rows rows: a GRU epoch on CPU costs
     # several MLP epochs.
+    challengers: tuple[str, ...] = CHALLENGERS  # () when the pipeline's settings turn them off
     history: HistorySpec = HistorySpec(length=10)
     gru_units: int = 8
     gru_embedding_dim: int = 2
@@ -318,7 +320,13 @@ def _evaluate(
 
 
 def _explain(
-    run: TrainingRun, version: str, models: dict, test_df: pd.DataFrame, batch: int, history
+    run: TrainingRun,
+    version: str,
+    models: dict,
+    test_df: pd.DataFrame,
+    batch: int,
+    history,
+    challengers: tuple[str, ...],
 ):
     """Permutation importance and calibration of the Keras models and the fallback, on the
     holdout (a seeded sample of at most explain.MAX_ROWS rows, the same for every model).
@@ -332,7 +340,7 @@ def _explain(
         test_df = test_df.iloc[rows].reset_index(drop=True)
     x_test, y_test = _xy(test_df)
     predictors = {name: (lambda x, m=models[name]: _predict(m, x, batch)) for name in models}
-    for name in CHALLENGERS:
+    for name in challengers:
         fixed = _history_inputs(history, test_df)
         predictors[name] = lambda x, m=models[name], h=fixed: _predict(
             m, {**h, "features": x}, batch
@@ -342,7 +350,7 @@ def _explain(
     peer = "gradient_boosting"
     report = {"rows": int(len(y_test)), "metric": "roc_auc", "peer": peer, "models": {}}
     p_peer = predictors[peer](x_test)
-    for name in (*PUBLISHED, *CHALLENGERS, *FALLBACKS):
+    for name in (*PUBLISHED, *challengers, *FALLBACKS):
         predict = predictors[name]
         p = predict(x_test)
         report["models"][name] = {
@@ -368,7 +376,7 @@ def _explain(
 
 
 # ---- step 5: outputs --------------------------------------------------------------------------
-def _save_models(run: TrainingRun, version: str, models: dict) -> dict:
+def _save_models(run: TrainingRun, version: str, models: dict, challengers: tuple) -> dict:
     """Write the fitted models of ``version``; {model name: lake key, or None}."""
     artifacts = {
         "always_played": None,  # a constant, recorded in the manifest
@@ -376,7 +384,7 @@ def _save_models(run: TrainingRun, version: str, models: dict) -> dict:
             run.lake, run.model_key(version, "gradient_boosting.pkl"), models["gradient_boosting"]
         ),
     }
-    for name in (*PUBLISHED, *CHALLENGERS):
+    for name in (*PUBLISHED, *challengers):
         artifacts[name] = training.save_keras(
             run.lake, run.model_key(version, f"{name}.keras"), models[name]
         )
@@ -391,6 +399,9 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
     incomplete or hold a single class.
     """
     params = params or TrainParams()
+    if run.pipeline_settings is not None and not run.pipeline_settings.sequence_challenger:
+        params = dataclasses.replace(params, challengers=())
+    challengers = params.challengers
     seed = run.seed
 
     # 1. read and check the features
@@ -407,6 +418,7 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         "label": LABEL,
         "seed": seed,
         **dataclasses.asdict(params),
+        "challengers": list(challengers),  # a list, as it reads back from manifest.json
     }
     version = run.version(fingerprint, run_params)
     log.info("music_skip %s: version %s, data %s", run.ds, version, fingerprint[:12])
@@ -423,12 +435,17 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         training.check_binary_labels(y_train, "the training period")
         # The plays the GRU's histories are gathered from: the training period's, and a
         # lookback before it so that its first rows have a history too.
-        lookback = pd.Timedelta(days=params.history.lookback_days)
-        history = History.read(
-            plays_path, tracks_path, params.history, since=train_df["timestamp"].min() - lookback
-        )
-        special_train = _history_inputs(history, train_df)
-        special_test = {name: _history_inputs(history, test_df) for name in CHALLENGERS}
+        history, special_train, special_test = None, None, {}
+        if challengers:
+            lookback = pd.Timedelta(days=params.history.lookback_days)
+            history = History.read(
+                plays_path,
+                tracks_path,
+                params.history,
+                since=train_df["timestamp"].min() - lookback,
+            )
+            special_train = _history_inputs(history, train_df)
+            special_test = {name: _history_inputs(history, test_df) for name in challengers}
     log.info(
         "%d plays: training on %d (newest before %s), holdout %d; skip rate %.4f / %.4f",
         n_plays,
@@ -442,7 +459,10 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
     # 3. fit the baselines and the two published models
     with run.timed("fit"):
         models, fits = _fit_models(x_train, y_train, params, seed)
-        models["gru_session"], fits["gru_session"] = _fit_gru(special_train, y_train, params, seed)
+        if "gru_session" in challengers:
+            models["gru_session"], fits["gru_session"] = _fit_gru(
+                special_train, y_train, params, seed
+            )
         del special_train
 
     # 4. evaluate every model, and every champion, on the same holdout rows
@@ -451,17 +471,20 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         holdout, metrics, champion_entries_ = _evaluate(
             models, champions, test_df, params.score_batch_size, special_test
         )
-        artifacts = _save_models(run, version, models)
+        artifacts = _save_models(run, version, models, challengers)
         holdout_key = training.write_parquet(
             run.lake, run.predictions_key("holdout.parquet"), holdout
         )
     with run.timed("explain"):
-        explained = _explain(run, version, models, test_df, params.score_batch_size, history)
+        explained = _explain(
+            run, version, models, test_df, params.score_batch_size, history, challengers
+        )
 
     # 5. score tonight's candidates: the new models, the fallback baseline, the champions
     scorers = [Scorer(n, version, FEATURES, models[n]) for n in (*PUBLISHED, *FALLBACKS)]
-    prepare = _candidate_inputs(history, run.ds)
-    scorers += [Scorer(n, version, FEATURES, models[n], prepare) for n in CHALLENGERS]
+    if challengers:
+        prepare = _candidate_inputs(history, run.ds)
+        scorers += [Scorer(n, version, FEATURES, models[n], prepare) for n in challengers]
     scorers += list(champions.values())
     scores_key = run.predictions_key("scores.parquet")
     with run.timed("score"):
@@ -503,7 +526,7 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
             name: dataclasses.replace(
                 entry(name), extra={"history": dataclasses.asdict(params.history)}
             )
-            for name in CHALLENGERS
+            for name in challengers
         },
         scored=[ScoredModel(s.name, s.version) for s in scorers],
         scores_key=scores_key,
