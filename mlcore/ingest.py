@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 MAX_REJECTED_LINE_CHARS = 2000
 
 
+# DuckDB's reject store: lines the CSV reader itself refuses (wrong field count, invalid UTF-8,
+# a line over its 2 MB limit) are kept there, with their line in the file, instead of
+# aborting the whole file.
+_REJECTS = "store_rejects = true, rejects_table = '_read_rejects', rejects_scan = '_read_scans'"
+
+
 # Values a declared type admits but no delivery means, rejected like a value that does not
 # cast: NaN and +-Infinity in a floating-point column (one `daily_cost: Infinity` made a cache
 # budget infinite), and timestamps outside these bounds (year 9999, 1 BC: sentinels and typos,
@@ -150,7 +156,7 @@ def _jsonl_select(spec: TableSpec) -> str:
             select ordinality as line, raw
             from read_csv(?, columns = {{'raw': 'varchar'}}, header = false, delim = e'\\x1f',
                           quote = '', escape = '', auto_detect = false, strict_mode = false,
-                          null_padding = true)
+                          null_padding = true, compression = ?, {_REJECTS})
             with ordinality
         ), parsed as (
             -- json_* functions raise on malformed text, so only valid lines reach them
@@ -176,11 +182,18 @@ def _jsonl_select(spec: TableSpec) -> str:
     """
 
 
-def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> None:
-    con.execute(f"create or replace temp table _parsed as {_jsonl_select(spec)}", [str(path)])
+def _read_jsonl(
+    con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec, parsed: str, compression: str
+) -> None:
+    con.execute(
+        f"create or replace temp table {parsed} as {_jsonl_select(spec)}", [str(path), compression]
+    )
+    _add_reader_rejects(con, parsed)
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> None:
+def _read_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec, parsed: str, compression: str
+) -> None:
     """Read a CSV as text against the declared column count, then cast column by column.
 
     Rows with the wrong field count are caught by DuckDB's reject store (with their line);
@@ -188,7 +201,6 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
     """
     header_lines = 1 if spec.csv_header else 0
     cols = "{" + ", ".join(f"'{c}': 'varchar'" for c in spec.columns) + "}"
-    con.execute("drop table if exists _csv_rejects; drop table if exists _csv_scans")
     values, problems = [], []
     for col, typ in spec.columns.items():
         q = _quote(col)
@@ -201,12 +213,11 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
     # One streaming pass, as for JSONL; the text of a row is kept only when it is rejected.
     con.execute(
         f"""
-        create or replace temp table _parsed as
+        create or replace temp table {parsed} as
         with text as (
             select ordinality + {header_lines} as line, *
             from read_csv(?, columns = {cols}, header = {str(spec.csv_header).lower()},
-                          delim = ?, auto_detect = false, store_rejects = true,
-                          rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')
+                          delim = ?, auto_detect = false, compression = ?, {_REJECTS})
             with ordinality
         ), checked as (
             select line, nullif(concat_ws('; ', {", ".join(problems)}), '') as _reason,
@@ -217,85 +228,201 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec) -> No
                []::varchar[] as _extra_keys
         from checked
         """,
-        [str(path), spec.csv_delimiter],
+        [str(path), spec.csv_delimiter, compression],
     )
-    # Rows with the wrong field count never reach the select: DuckDB's reject store has them.
-    con.execute(
-        "insert into _parsed by name select line, csv_line as raw, "
-        "error_type || ': ' || error_message as _reason from _csv_rejects"
-    )
+    _add_reader_rejects(con, parsed)
 
 
-def ingest_table(
-    con: duckdb.DuckDBPyConnection, source: SourceSpec, spec: TableSpec, ds: dt.date, local: Path
-) -> TableLoad:
-    """Load one file of the delivery (already in the local folder ``local``) into its table."""
-    started = time.perf_counter()
-    key = f"{raw_prefix(source.name, ds)}/{spec.file}"
-    path = Path(local) / spec.file
-    if not path.exists():
-        raise IngestError(f"{source.name}: delivery {ds} has no {spec.file} (expected {key})")
-    (_read_jsonl if spec.format == "jsonl" else _read_csv)(con, path, spec)
+def _add_reader_rejects(con: duckdb.DuckDBPyConnection, parsed: str) -> None:
+    """Give ``parsed`` its true line numbers, and the reader's rejected lines with a reason.
 
+    ``with ordinality`` numbers the rows the reader returned: after a line it refused, every
+    later row would be numbered one line too early. Each refused line at file line ``r_i``
+    (the i-th refused, in file order) shifts the rows after it by one; a returned row sits
+    after it when its provisional number exceeds ``r_i - i``.
+    """
+    try:
+        if con.execute("select count(*) from _read_rejects").fetchone()[0] == 0:
+            return
+        con.execute(
+            f"""
+            create or replace temp table {parsed} as
+            with refused as (
+                -- rows returned before the i-th refused line: its line minus i
+                select line - row_number() over (order by line) as before
+                from _read_rejects
+            ), shift_per_row as (
+                -- a returned row numbered above `before` is `shift` lines further down
+                select before, sum(n) over (order by before) as shift
+                from (select before, count(*) as n from refused group by before)
+            )
+            select p.* replace (p.line + coalesce(s.shift, 0) as line)
+            from {parsed} p asof left join shift_per_row s on p.line > s.before
+            """
+        )
+        con.execute(
+            f"insert into {parsed} by name "
+            f"select line, left(csv_line, {MAX_REJECTED_LINE_CHARS}) as raw, "
+            "error_type || ': ' || error_message as _reason from _read_rejects"
+        )
+    finally:
+        con.execute("drop table if exists _read_rejects; drop table if exists _read_scans")
+
+
+def _compression(path: Path, shown: str) -> str:
+    """``gzip`` when the file is gzip-compressed (whatever its name says), else ``none``."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if path.name.endswith(".gz") and not gzipped:
+        raise IngestError(f"{shown}: named .gz but not gzip-compressed")
+    if gzipped and not path.name.endswith(".gz"):
+        log.warning("%s is gzip-compressed under a plain name: read as gzip", shown)
+    return "gzip" if gzipped else "none"
+
+
+def _reader_error(error: duckdb.Error) -> str:
+    """The first line of a DuckDB reading error, printable characters only (a gzip or binary
+    file would put its bytes in the message)."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return "".join(c if c.isprintable() else "?" for c in first)[:200]
+
+
+def _parse_file(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, shown: str, parsed: str
+) -> None:
+    """Parse one delivered file into the temp table ``parsed`` (good rows and rejected lines)."""
+    compression = _compression(path, shown)
+    reader = _read_jsonl if spec.format == "jsonl" else _read_csv
+    con.execute("drop table if exists _read_rejects; drop table if exists _read_scans")
+    try:
+        reader(con, path, spec, parsed, compression)
+    except duckdb.Error as e:
+        raise IngestError(f"{shown}: cannot read the file: {_reader_error(e)}") from None
+
+
+def _replace_table(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceSpec,
+    spec: TableSpec,
+    ds: dt.date,
+    key: str,
+    parsed: str,
+    now: dt.datetime,
+) -> tuple[int, int]:
+    """Inside the caller's transaction: make ``parsed`` the delivery ``ds`` of the raw table.
+
+    Returns (rows loaded, lines rejected).
+    """
     table = ident(source.raw_table(spec.name))
     cols = ", ".join(_quote(c) for c in spec.columns)
     good = f"""
         select {cols}, ?::varchar as _source_file, line::bigint as _line,
                coalesce(_extra_keys, []::varchar[]) as _extra_keys,
                ?::timestamp as _ingested_at, ?::date as ds
-        from _parsed where _reason is null
+        from {parsed} where _reason is null
     """
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     params = [key, now, ds]
-    try:
-        with transaction(con):
-            if not table_exists(con, table):
-                con.execute(f"create table {table} as {good} limit 0", params)
-            if spec.kind == "snapshot":
-                # A snapshot replaces the table: it holds exactly the latest delivery.
-                con.execute(f"delete from {table}")
-            else:
-                con.execute(f"delete from {table} where ds = ?", [ds])
-            con.execute(f"insert into {table} by name {good}", params)
-            con.execute(
-                "delete from ops.rejected_lines where source = ? and table_name = ? and ds = ?",
-                [source.name, spec.name, ds],
+    if not table_exists(con, table):
+        con.execute(f"create table {table} as {good} limit 0", params)
+    if spec.kind == "snapshot":
+        # A snapshot replaces the table: it holds exactly the latest delivery.
+        con.execute(f"delete from {table}")
+    else:
+        con.execute(f"delete from {table} where ds = ?", [ds])
+    con.execute(f"insert into {table} by name {good}", params)
+    con.execute(
+        "delete from ops.rejected_lines where source = ? and table_name = ? and ds = ?",
+        [source.name, spec.name, ds],
+    )
+    con.execute(
+        f"""
+        insert into ops.rejected_lines
+        select ?, ?, ?, ?, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
+        from {parsed} where _reason is not null
+        """,
+        [source.name, spec.name, ds, key, now],
+    )
+    rows, rejected = con.execute(
+        "select count(*) filter (where _reason is null), "
+        f"count(*) filter (where _reason is not null) from {parsed}"
+    ).fetchall()[0]
+    return rows, rejected
+
+
+def _delivered_files(source: SourceSpec, ds: dt.date, prefix: str, keys: list[str], url) -> dict:
+    """{table: file name in the delivery}: each table's file, plain or gzipped (``.gz``).
+
+    A missing file or one delivered both ways is an IngestError, before anything loads;
+    files no table reads are logged and left alone.
+    """
+    present = {key.rsplit("/", 1)[-1] for key in keys}
+    files, missing = {}, []
+    for spec in source.tables:
+        found = [name for name in (spec.file, f"{spec.file}.gz") if name in present]
+        if len(found) > 1:
+            raise IngestError(
+                f"{source.name}: delivery {ds} holds both {' and '.join(found)}: deliver one"
             )
-            con.execute(
-                f"""
-                insert into ops.rejected_lines
-                select ?, ?, ?, ?, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
-                from _parsed where _reason is not null
-                """,
-                [source.name, spec.name, ds, key, now],
-            )
-            rows, rejected = con.execute(
-                "select count(*) filter (where _reason is null), "
-                "count(*) filter (where _reason is not null) from _parsed"
-            ).fetchall()[0]
-    finally:
-        con.execute("drop table if exists _parsed")
-    seconds = time.perf_counter() - started
-    log.info("ingested %s: %s rows, %s rejected lines, %.1fs", table, rows, rejected, seconds)
-    return TableLoad(spec.name, key, rows, rejected, seconds)
+        if not found:
+            missing.append(spec.file)
+        else:
+            files[spec.name] = found[0]
+    if missing:
+        # Checked before anything loads, so a partial delivery changes nothing.
+        raise IngestError(f"{source.name}: delivery {ds} has no {', '.join(missing)} (in {url})")
+    unexpected = sorted(present - set(files.values()))
+    if unexpected:
+        log.warning(
+            "%s: delivery %s: ignored files no table reads: %s", source.name, ds, unexpected
+        )
+    return files
 
 
 def ingest_delivery(
     con: duckdb.DuckDBPyConnection, lake: Lake, source: SourceSpec, ds: dt.date
 ) -> IngestReport:
-    """Load every table of ``source``'s delivery for ``ds``; fail clearly if it is missing."""
+    """Load every table of ``source``'s delivery for ``ds``, all of them or none.
+
+    Every file is parsed first; then one transaction replaces the delivery in every raw
+    table and in ``ops.rejected_lines``. A file that cannot be read at all (a corrupt gzip
+    stream, say) fails the delivery with an IngestError naming it, and nothing changes.
+    """
     prefix = raw_prefix(source.name, ds)
-    if not lake.list(prefix):
+    keys = lake.list(prefix)
+    if not keys:
         raise IngestError(f"{source.name}: no delivery for {ds} at {lake.url(prefix)}")
-    present = {key.rsplit("/", 1)[-1] for key in lake.list(prefix)}
-    missing = [t.file for t in source.tables if t.file not in present]
-    if missing:
-        # Checked before anything loads, so a partial delivery changes nothing.
-        raise IngestError(
-            f"{source.name}: delivery {ds} has no {', '.join(missing)} (in {lake.url(prefix)})"
-        )
+    files = _delivered_files(source, ds, prefix, keys, lake.url(prefix))
     report = IngestReport(source.name, ds)
+    parsed: dict[str, str] = {}
+    seconds: dict[str, float] = {}
     with lake.local_dir(prefix) as local:
-        for spec in source.tables:
-            report.tables[spec.name] = ingest_table(con, source, spec, ds, local)
+        try:
+            for spec in source.tables:
+                started = time.perf_counter()
+                parsed[spec.name] = f'"_parsed_{spec.name}"'
+                shown = f"{source.name}: {files[spec.name]} of delivery {ds}"
+                _parse_file(con, spec, Path(local) / files[spec.name], shown, parsed[spec.name])
+                seconds[spec.name] = time.perf_counter() - started
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            with transaction(con):
+                for spec in source.tables:
+                    started = time.perf_counter()
+                    key = f"{prefix}/{files[spec.name]}"
+                    rows, rejected = _replace_table(
+                        con, source, spec, ds, key, parsed[spec.name], now
+                    )
+                    took = seconds[spec.name] + time.perf_counter() - started
+                    report.tables[spec.name] = TableLoad(spec.name, key, rows, rejected, took)
+        finally:
+            for table in parsed.values():
+                con.execute(f"drop table if exists {table}")
+    for load in report.tables.values():
+        log.info(
+            "ingested %s.%s: %s rows, %s rejected lines, %.1fs",
+            source.name,
+            load.table,
+            load.rows,
+            load.rejected,
+            load.seconds,
+        )
     return report

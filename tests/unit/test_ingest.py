@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
+import logging
 
 import pytest
 
@@ -193,3 +195,99 @@ def test_values_no_delivery_means_are_rejected_with_their_reason(env):
         4: "price: nan is not a finite number",
     }
     assert con.execute("select item_id from raw.meter_items").fetchall() == [("A",)]
+
+
+def test_lines_the_reader_refuses_are_rejected_and_later_lines_keep_their_numbers(env):
+    """A Latin-1 byte, a line over DuckDB's 2 MB limit and a CSV row with too many fields are
+    one rejected line each, not a failed file; the rows after them keep their own line."""
+    lake, con = env
+    base = f"raw/shop/ds={DS.isoformat()}"
+    good = GOOD.encode()
+    events = b"\n".join(
+        [
+            good,
+            b'{"ts": "2024-01-31T10:00:00", "user_id": 7, "tags": ["caf\xe9"], "ok": true}',
+            good.replace(b'"user_id": 1', b'"user_id": 3'),
+            json.dumps(
+                {"ts": "2024-01-31T10:00:00", "user_id": 4, "tags": ["y" * 3_000_000]}
+            ).encode(),
+            good.replace(b'"user_id": 1', b'"user_id": 5'),
+        ]
+    )
+    lake.write_bytes(f"{base}/events.jsonl", events + b"\n")
+    lake.write_text(f"{base}/items.csv", "item_id,price,qty\nA,1,1\nB,2,2,2\nC,3,3\nD,x,4\nE,5,5\n")
+    report = ingest_delivery(con, lake, SOURCE, DS)
+
+    assert con.execute("select user_id, _line from raw.shop_events order by 2").fetchall() == [
+        (1, 1),
+        (3, 3),
+        (5, 5),
+    ]
+    reasons = dict(
+        con.execute(
+            "select line, reason from ops.rejected_lines where table_name = 'events'"
+        ).fetchall()
+    )
+    assert sorted(reasons) == [2, 4] and report.tables["events"].rejected == 2
+    assert reasons[2].startswith("INVALID ENCODING")
+    assert reasons[4].startswith("LINE SIZE OVER MAXIMUM")
+    assert con.execute("select item_id, _line from raw.shop_items order by 2").fetchall() == [
+        ("A", 2),
+        ("C", 4),
+        ("E", 6),
+    ]
+    items = dict(
+        con.execute(
+            "select line, reason from ops.rejected_lines where table_name = 'items'"
+        ).fetchall()
+    )
+    assert sorted(items) == [3, 5]
+    assert items[3].startswith("TOO MANY COLUMNS") and items[5] == "price: cannot read x as double"
+
+
+def test_gzip_deliveries_and_files_that_cannot_be_read(env, caplog):
+    lake, con = env
+    base = f"raw/shop/ds={DS.isoformat()}"
+    # gzipped under its .gz name: read as gzip
+    lake.write_bytes(f"{base}/events.jsonl.gz", gzip.compress((GOOD + "\n").encode()))
+    lake.write_text(f"{base}/items.csv", "item_id,price,qty\nA,1,1\n")
+    lake.write_text(f"{base}/..events.jsonl", "left over by a copy")
+    with caplog.at_level(logging.WARNING, logger="mlcore.ingest"):
+        report = ingest_delivery(con, lake, SOURCE, DS)
+    assert report.tables["events"].rows == 1
+    assert report.tables["events"].source_file == f"{base}/events.jsonl.gz"
+    assert "ignored files no table reads: ['..events.jsonl']" in caplog.text
+    lake.delete_key(f"{base}/..events.jsonl")
+
+    # gzip bytes under the plain name: read as gzip, with a warning
+    lake.delete_key(f"{base}/events.jsonl.gz")
+    two = GOOD + "\n" + GOOD.replace('"user_id": 1', '"user_id": 2') + "\n"
+    lake.write_bytes(f"{base}/events.jsonl", gzip.compress(two.encode()))
+    with caplog.at_level(logging.WARNING, logger="mlcore.ingest"):
+        assert ingest_delivery(con, lake, SOURCE, DS).tables["events"].rows == 2
+    assert "events.jsonl of delivery 2024-01-31 is gzip-compressed under a plain name" in (
+        caplog.text
+    )
+
+    # the same file delivered both ways: refused before anything loads
+    lake.write_bytes(f"{base}/events.jsonl.gz", gzip.compress(GOOD.encode()))
+    with pytest.raises(IngestError, match="holds both events.jsonl and events.jsonl.gz"):
+        ingest_delivery(con, lake, SOURCE, DS)
+    lake.delete_key(f"{base}/events.jsonl.gz")
+
+    # a .gz name on plain text, and a gzip stream cut short: one line naming the file, and the
+    # delivery loaded before stays whole (events were parsed fine, but nothing is replaced)
+    lake.write_text(f"{base}/events.jsonl", GOOD + "\n")
+    lake.delete_key(f"{base}/items.csv")
+    lake.write_text(f"{base}/items.csv.gz", "item_id,price,qty\nZ,1,1\n")
+    with pytest.raises(IngestError, match=r"^shop: items.csv.gz of delivery 2024-01-31: named"):
+        ingest_delivery(con, lake, SOURCE, DS)
+    cut = gzip.compress(("item_id,price,qty\n" + "Z,1,1\n" * 5000).encode())[:60]
+    lake.write_bytes(f"{base}/items.csv.gz", cut)
+    with pytest.raises(IngestError) as failed:
+        ingest_delivery(con, lake, SOURCE, DS)
+    message = str(failed.value)
+    assert message.startswith("shop: items.csv.gz of delivery 2024-01-31: cannot read the file")
+    assert "\n" not in message and message.isprintable()
+    assert con.execute("select count(*) from raw.shop_events").fetchone()[0] == 2
+    assert con.execute("select item_id from raw.shop_items").fetchall() == [("A",)]
