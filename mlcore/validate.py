@@ -659,8 +659,25 @@ def _check_table(
         records.append(_record(rule, res, entry["rules"][rule.name]))
     too_many = _too_many_bad_rows(countable, counts, max_bad_row_share, rejected)
     if too_many:
+        undeclared = _undeclared_keys(con, raw_table, ds)
+        if undeclared:
+            # A renamed column reads as its declared name null in every row: name the new key.
+            too_many += f"; keys outside the schema: {undeclared} (a renamed column?)"
         entry["failed_critical"].append(too_many)
     return entry, records
+
+
+def _undeclared_keys(con: duckdb.DuckDBPyConnection, raw_table: str, ds: dt.date) -> str:
+    """The most frequent keys outside the schema in the ``ds`` rows, with their rows."""
+    found = con.execute(
+        f"""
+        select key, count(*) as n
+        from (select unnest(_extra_keys) as key from {ident(raw_table)} where ds = ?)
+        group by key order by n desc, key limit 5
+        """,
+        [ds],
+    ).fetchall()
+    return ", ".join(f"{key!r} in {n} row{'' if n == 1 else 's'}" for key, n in found)
 
 
 def countable_rules(rules: list[Rule], columns: set[str]) -> list[Rule]:

@@ -305,7 +305,8 @@ def test_too_many_bad_rows_fail_after_quarantine_and_results_are_written(toy):
     message = str(failed.value)
     assert message == (
         "raw.toy_events: 56% of rows break critical rules (id -1: 2, amount outside 0..10: 2, "
-        "null user_id: 1, unknown kind: 1, duplicate id: 1, empty b on X: 1) > 25% allowed"
+        "null user_id: 1, unknown kind: 1, duplicate id: 1, empty b on X: 1) > 25% allowed; "
+        "keys outside the schema: 'zz' in 1 row (a renamed column?)"
     )
     assert _quarantine(con) == TOY_QUARANTINE  # ops can see why
     n = con.execute("select count(*) from ops.validation_results").fetchone()[0]
@@ -334,7 +335,8 @@ def test_lines_rejected_at_ingest_count_against_the_bad_row_share(toy):
     assert str(failed.value) == (
         "raw.toy_events: 67% of lines were rejected at ingest or break critical rules "
         "(rejected at ingest: 3, id -1: 2, amount outside 0..10: 2, null user_id: 1, "
-        "unknown kind: 1, duplicate id: 1, empty b on X: 1) > 60% allowed"
+        "unknown kind: 1, duplicate id: 1, empty b on X: 1) > 60% allowed; "
+        "keys outside the schema: 'zz' in 1 row (a renamed column?)"
     )
     assert failed.value.report.tables["events"]["rejected_lines"] == 3
 
@@ -571,3 +573,24 @@ def test_a_delivery_that_lost_lines_at_ingest_fails_with_their_share(env):
     message = str(failed.value)
     assert message.startswith("raw.pozytywka_sessions: 4") and "% of lines were rejected" in message
     assert f"(rejected at ingest: {len(bad)}" in message
+
+
+def test_a_renamed_column_is_named_when_the_delivery_fails(env):
+    """The probe's case (issue "Faults, bad input and secrets", 7): sessions with ``userId``
+    instead of ``user_id`` fail on null user ids; the message names the new key."""
+    from mlcore.ingest import ingest_delivery
+    from mlcore.synth.pozytywka import write_delivery
+
+    con, lake, _ = env
+    write_delivery(lake.root, D, users=20, days=3, seed=1)
+    sessions = Path(lake.path(f"raw/pozytywka/ds={D}/sessions.jsonl"))
+    events = [json.loads(line) for line in sessions.read_text().splitlines()]
+    for event in events:
+        event["userId"] = event.pop("user_id")
+    sessions.write_text("".join(json.dumps(e) + "\n" for e in events))
+    ingest_delivery(con, lake, POZYTYWKA, D)
+    with pytest.raises(ValidationFailed) as failed:
+        validate_source(con, lake, POZYTYWKA, D)
+    message = str(failed.value)
+    assert "null user_id" in message
+    assert f"keys outside the schema: 'userId' in {len(events)} rows (a renamed column?)" in message
