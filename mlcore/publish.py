@@ -3,11 +3,19 @@
 All of a run's marts partitions are replaced inside one transaction, so a failure publishes
 nothing and leaves every earlier partition as it was; the lake copies
 (``outputs/<table>/ds=…/part-0.parquet``) are written after the commit, from the committed rows.
+
+The lake cannot join that transaction, so a day of lake outputs is marked instead: each
+partition gets a ``_SUCCESS`` file (the Hadoop/Spark convention, here with the table's rows and
+model version in it) only once EVERY table of the run has its files. The markers of the day are
+removed before any file is rewritten, so a run killed half-way leaves no partial day marked
+complete; readers of the lake read a partition only when its marker is there (docs/contracts.md),
+and the Asset events, sent after publishing, come after the markers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +28,13 @@ from mlcore.lake import Lake, outputs_prefix
 from mlcore.warehouse import replace_rows, table_exists, transaction
 
 log = logging.getLogger(__name__)
+
+SUCCESS_MARKER = "_SUCCESS"
+
+
+def success_key(table: str, ds: dt.date) -> str:
+    """The marker saying the lake partition ``ds`` of ``table`` is complete."""
+    return f"{outputs_prefix(table, ds)}/{SUCCESS_MARKER}"
 
 
 class SchemaMismatch(ValueError):
@@ -89,6 +104,9 @@ def publish_tables(
                 )
             counts[name] = replace_rows(con, f"marts.{name}", ds, select_sql)
 
+    # The day is unmarked before any file changes, and marked again once all are written.
+    for name in selects:
+        lake.delete_key(success_key(name, ds))
     outputs = {}
     for name in selects:
         prefix = outputs_prefix(name, ds)
@@ -107,4 +125,14 @@ def publish_tables(
             [name, ds, counts[name], model_version, outputs[name], now],
         )
         log.info("published marts.%s ds=%s: %s rows, %s", name, ds, counts[name], outputs[name])
+    for name in selects:
+        marker = {
+            "table": name,
+            "ds": ds.isoformat(),
+            "rows": counts[name],
+            "files": ["part-0.parquet"],
+            "model_version": model_version,
+            "tables_of_the_run": sorted(selects),
+        }
+        lake.write_text(success_key(name, ds), json.dumps(marker, sort_keys=True) + "\n")
     return {"tables": counts, "outputs": outputs}

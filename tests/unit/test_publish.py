@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -10,7 +11,7 @@ import pytest
 
 from mlcore.lake import LocalLake
 from mlcore.pipelines.music_skip.publish import plan_cache
-from mlcore.publish import publish_tables
+from mlcore.publish import publish_tables, success_key
 from mlcore.warehouse import WarehouseError, connect, replace_partition
 
 D1, D2 = dt.date(2024, 1, 30), dt.date(2024, 1, 31)
@@ -37,7 +38,7 @@ def test_publish_replaces_only_its_partition(env):
     assert out["tables"] == {"t": 2}
     assert _rows(con, "marts.t") == [(D1, 1), (D2, 3), (D2, 4)]
     key = "outputs/t/ds=2024-01-31/part-0.parquet"
-    assert lake.list("outputs/t/ds=2024-01-31") == [key]
+    assert lake.list("outputs/t/ds=2024-01-31") == ["outputs/t/ds=2024-01-31/_SUCCESS", key]
     assert pq.read_table(lake.path(key)).column("x").to_pylist() == [3, 4]
     assert con.execute("select count(*) from ops.publish_log").fetchone()[0] == 3
 
@@ -65,6 +66,57 @@ def test_a_failing_publish_changes_nothing(env):
         )
     assert _rows(con, "marts.a") == [(D2, 1)]
     assert _rows(con, "marts.b") == [(D2, 1)]
+
+
+class _FailingLake(LocalLake):
+    """A lake whose writes of one table's partition fail, as a run killed there would stop."""
+
+    def __init__(self, root, failing_prefix: str):
+        super().__init__(root)
+        self.failing_prefix = failing_prefix
+
+    def put_file(self, local, key):
+        if key.startswith(self.failing_prefix):
+            raise OSError(f"killed while writing {key}")
+        super().put_file(local, key)
+
+
+def test_a_lake_day_is_marked_complete_only_when_every_table_is_written(env, tmp_path):
+    con, lake = env
+    day = {
+        "a": "select DATE '2024-01-31' as ds, 1 as x",
+        "b": "select DATE '2024-01-31' as ds, unnest([1, 2]) as y",
+    }
+    publish_tables(con, lake, D2, day, model_version="v1")
+    marker = json.loads(lake.read_text(success_key("b", D2)))
+    assert marker == {
+        "table": "b",
+        "ds": "2024-01-31",
+        "rows": 2,
+        "files": ["part-0.parquet"],
+        "model_version": "v1",
+        "tables_of_the_run": ["a", "b"],
+    }
+    assert lake.list("outputs/a/ds=2024-01-31") == [
+        "outputs/a/ds=2024-01-31/_SUCCESS",
+        "outputs/a/ds=2024-01-31/part-0.parquet",
+    ]
+
+    # Re-published, killed after table a's file and before b's: the marts hold the new rows
+    # (committed first), and NO table of the day is marked, so lake readers skip the day
+    # rather than read a's new rows beside b's old ones.
+    killed = _FailingLake(lake.root, "outputs/b/")
+    again = {"a": day["a"].replace("1 as x", "7 as x"), "b": day["b"]}
+    with pytest.raises(OSError, match="killed while writing outputs/b/"):
+        publish_tables(con, killed, D2, again, model_version="v2")
+    assert _rows(con, "marts.a") == [(D2, 7)]
+    assert not lake.exists(success_key("a", D2)) and not lake.exists(success_key("b", D2))
+    # the rerun marks the whole day again
+    publish_tables(con, lake, D2, again, model_version="v2")
+    for table in ("a", "b"):
+        assert json.loads(lake.read_text(success_key(table, D2)))["model_version"] == "v2"
+    path = lake.path("outputs/a/ds=2024-01-31/part-0.parquet")
+    assert pq.read_table(path).column("x").to_pylist() == [7]
 
 
 def test_rows_of_another_ds_are_refused(env):
