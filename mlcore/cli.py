@@ -91,7 +91,10 @@ def cmd_metrics(args) -> int:
     from mlcore.warehouse import open_warehouse
 
     spec = pipelines.get(args.dag_id)
-    with open_warehouse(load_settings().warehouse, read_only=True) as con:
+    settings = load_settings()
+    with open_warehouse(
+        settings.warehouse, read_only=True, lock_wait=settings.warehouse_lock_wait
+    ) as con:
         result = latest_metrics(con, args.dag_id, args.ds)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

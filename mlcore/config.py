@@ -45,6 +45,8 @@ class Settings:
     seed: int = 42
     # DuckDB's memory limit per connection; beyond it, big joins and sorts spill to disk.
     duckdb_memory_limit: str = "6GB"
+    # Seconds a step or a command waits for another process's hold on the warehouse file.
+    warehouse_lock_wait: float = 60.0
     # A pipeline's own settings are not here: each pipeline declares them and reads
     # NIGHTSHIFT_<PIPELINE>_* (mlcore.contract.load_pipeline_settings).
 
@@ -97,6 +99,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         champion_tolerance=_float(env, "CHAMPION_TOLERANCE", d.champion_tolerance),
         seed=int(_float(env, "SEED", d.seed)),
         duckdb_memory_limit=env.get(PREFIX + "DUCKDB_MEMORY_LIMIT", d.duckdb_memory_limit),
+        warehouse_lock_wait=_float(env, "WAREHOUSE_LOCK_WAIT", d.warehouse_lock_wait),
     )
 
 

@@ -205,56 +205,90 @@ class S3Lake(Lake):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """botocore's errors as one LakeError line: an unreachable endpoint, a missing bucket,
+        a refused request (no credentials in the message: botocore never puts them there)."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except (ClientError, BotoCoreError, Boto3Error) as exc:
+            # BotoCoreError: EndpointConnectionError, timeouts, no credentials; Boto3Error: the
+            # transfer manager's S3UploadFailedError, which wraps a ClientError's text.
+            code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else ""
+            if code == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
+                raise LakeError(
+                    f"cannot {action} {self.url(key)}: the bucket {self.bucket!r} does not exist"
+                ) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LakeError(f"cannot {action} {self.url(key)}: {first}") from None
+
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise LakeError(f"cannot reach {self.url(key)}: {exc}") from exc
+        with self._errors("reach", key):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/")
         keys = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            for obj in page.get("Contents", []):
-                k = obj["Key"]
-                if k == full or k.startswith(full + "/"):
-                    keys.append(self._rel(k))
+        with self._errors("list", prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", []):
+                    k = obj["Key"]
+                    if k == full or k.startswith(full + "/"):
+                        keys.append(self._rel(k))
         return sorted(keys)
+
+    def _missing(self, exc, key: str) -> LakeError | None:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return LakeError(f"not in the lake: {self.url(key)}")
+        return None
 
     def read_bytes(self, key: str) -> bytes:
         from botocore.exceptions import ClientError
 
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except ClientError as exc:
-            raise LakeError(f"not in the lake: {self.url(key)} ({exc})") from exc
+        with self._errors("read", key):
+            try:
+                obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                return obj["Body"].read()
+            except ClientError as exc:
+                raise self._missing(exc, key) or exc from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._errors("write", key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def put_file(self, local: str | Path, key: str) -> None:
-        self.client.upload_file(str(local), self.bucket, self._key(key))
+        with self._errors("write", key):
+            self.client.upload_file(str(local), self.bucket, self._key(key))
 
     def get_file(self, key: str, local: str | Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.download_file(self.bucket, self._key(key), str(local))
-        except ClientError as exc:
-            raise LakeError(f"not in the lake: {self.url(key)} ({exc})") from exc
+        with self._errors("read", key):
+            try:
+                self.client.download_file(self.bucket, self._key(key), str(local))
+            except ClientError as exc:
+                raise self._missing(exc, key) or exc from None
 
     def delete_key(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with self._errors("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
         for key in self.list(prefix):

@@ -34,7 +34,9 @@ def demo_summary(settings: Settings, ds: dt.date) -> str:
 
     lake = open_lake(settings)
     out = [f"\nPublished for ds={ds} (warehouse {settings.warehouse}, lake {lake.uri}):"]
-    with open_warehouse(settings.warehouse, read_only=True) as con:
+    with open_warehouse(
+        settings.warehouse, read_only=True, lock_wait=settings.warehouse_lock_wait
+    ) as con:
         rows = con.execute(
             "select table_name, row_count, lake_uri, model_version from ops.publish_log "
             "where ds = ? qualify row_number() over (partition by table_name "

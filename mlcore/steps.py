@@ -32,7 +32,9 @@ def ingest(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.ingest import ingest_delivery
 
     s, day = _settings(settings), parse_ds(ds)
-    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+    with open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    ) as con:
         return ingest_delivery(con, open_lake(s), get_source(source), day).summary()
 
 
@@ -41,7 +43,9 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.validate import validate_source
 
     s, day = _settings(settings), parse_ds(ds)
-    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+    with open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    ) as con:
         report = validate_source(
             con, open_lake(s), get_source(source), day, max_bad_row_share=s.max_bad_row_share
         )
@@ -58,7 +62,9 @@ def stage(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.sqlrun import run_sql_dir
 
     s, day, spec = _settings(settings), parse_ds(ds), get_source(source)
-    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+    with open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    ) as con:
         steps = run_sql_dir(con, spec.name, {"ds": day}) if (SQL_ROOT / spec.name).is_dir() else []
         tables = {st["table"]: st["rows"] for st in steps if st.get("table")}
         con.execute("begin transaction")
@@ -96,7 +102,9 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+    with open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    ) as con:
         _check_staged(con, spec, day)
         steps = run_sql_dir(con, spec.sql, {"ds": day})
         exported = {}
@@ -157,7 +165,9 @@ def gate(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
 
     s, day = _settings(settings), parse_ds(ds)
     version = trained_version(pipeline, day, s)
-    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+    with open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    ) as con:
         result = gate_run(con, open_lake(s), pipeline, version, tolerance=s.champion_tolerance)
     return {
         "version": version,
@@ -175,7 +185,9 @@ def publish(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    with open_warehouse(s.warehouse, memory_limit=s.duckdb_memory_limit) as con:
+    with open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    ) as con:
         serving = serving_models(con, pipeline, day)
         if not serving:
             raise RuntimeError(f"{pipeline}: nothing gated for {day}; run gate_model first")

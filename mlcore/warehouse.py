@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+
+log = logging.getLogger(__name__)
 
 SQL_ROOT = Path(__file__).resolve().parent.parent / "sql"
 SCHEMAS = ("raw", "staging", "features", "marts", "ops", "quarantine")
@@ -34,33 +38,76 @@ def ident(name: str) -> str:
     return name
 
 
+# How long opening the warehouse waits for another process's lock (DuckDB allows one writer,
+# and no reader beside it) before it fails with the holder's name.
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+_LOCK_POLL_SECONDS = 0.5
+
+
 def connect(
-    path: str | Path, *, read_only: bool = False, memory_limit: str | None = None
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating it, its schemas and the ops tables when writable.
 
     ``memory_limit`` (e.g. "6GB") bounds DuckDB's memory; bigger work spills to ``<file>.tmp``.
+    While another process holds the file (a writer at work, or `nightshift metrics` reading),
+    wait up to ``lock_wait`` seconds for it, then fail with a WarehouseError naming the holder.
     """
     config = {"memory_limit": memory_limit} if memory_limit else {}
     path = Path(path)
-    if read_only:
-        if not path.exists():
-            raise WarehouseError(f"no warehouse at {path}: run a pipeline first")
-        return duckdb.connect(str(path), read_only=True, config=config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), config=config)
-    except duckdb.IOException as exc:
-        raise WarehouseError(f"cannot open {path} for writing (another writer?): {exc}") from exc
-    con.execute((SQL_ROOT / "_platform" / "00_schemas_and_ops.sql").read_text())
+    if read_only and not path.exists():
+        raise WarehouseError(f"no warehouse at {path}: run a pipeline first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_wait
+    waiting = False
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            break
+        except duckdb.IOException as exc:
+            holder = _lock_holder(str(exc))
+            if holder is None:
+                raise WarehouseError(f"cannot open {path}: {str(exc).splitlines()[0]}") from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseError(
+                    f"{path} is held by another process ({holder}); waited {lock_wait:.0f} s "
+                    "for it (NIGHTSHIFT_WAREHOUSE_LOCK_WAIT): retry when it is done"
+                ) from None
+            if not waiting:
+                log.warning(
+                    "the warehouse %s is held by %s: waiting up to %.0f s", path, holder, lock_wait
+                )
+                waiting = True
+            time.sleep(_LOCK_POLL_SECONDS)
+    if waiting:
+        log.info("the warehouse %s is free: opened", path)
+    if not read_only:
+        con.execute((SQL_ROOT / "_platform" / "00_schemas_and_ops.sql").read_text())
     return con
+
+
+def _lock_holder(message: str) -> str | None:
+    """The process holding a DuckDB file lock, from the error's text; None for other errors."""
+    if "Could not set lock" not in message:
+        return None
+    _, _, held = message.partition("Conflicting lock is held in ")
+    return held.split(". See also", 1)[0].strip() or "another process"
 
 
 @contextlib.contextmanager
 def open_warehouse(
-    path: str | Path, *, read_only: bool = False, memory_limit: str | None = None
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> Iterator:
-    con = connect(path, read_only=read_only, memory_limit=memory_limit)
+    con = connect(path, read_only=read_only, memory_limit=memory_limit, lock_wait=lock_wait)
     try:
         yield con
     finally:

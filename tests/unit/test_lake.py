@@ -57,3 +57,38 @@ def test_local_lake_refuses_keys_that_escape_the_root(tmp_path):
     lake = LocalLake(tmp_path / "lake")
     with pytest.raises(LakeError, match="escapes"):
         lake.write_text("../outside.txt", "x")
+
+
+def test_s3_failures_are_one_line_lake_errors(s3_endpoint, tmp_path):
+    """An endpoint that does not answer and a bucket that does not exist: one LakeError line
+    each (the CLI prints it), never a botocore traceback, and no credential in it."""
+    import socket
+
+    import boto3
+    from botocore.config import Config
+
+    from mlcore.lake import S3Lake
+
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "s3cr3t-never-shown"}
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    quick = Config(retries={"max_attempts": 1}, connect_timeout=2)
+    down = S3Lake(
+        "s3://lake/prefix",
+        boto3.client("s3", endpoint_url=dead, region_name="us-east-1", config=quick, **creds),
+    )
+    for call in (lambda: down.list("raw"), lambda: down.write_text("a", "x")):
+        with pytest.raises(LakeError) as failed:
+            call()
+        message = str(failed.value)
+        assert message.startswith("cannot ") and "s3://lake/prefix/" in message
+        assert "Could not connect to the endpoint URL" in message
+        assert "s3cr3t" not in message and "\n" not in message
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **creds)
+    nobucket = S3Lake("s3://no-such-bucket/p", client)
+    with pytest.raises(LakeError, match="the bucket 'no-such-bucket' does not exist"):
+        nobucket.list("raw")
+    with pytest.raises(LakeError, match="the bucket 'no-such-bucket' does not exist"):
+        nobucket.put_file(__file__, "raw/x.py")
