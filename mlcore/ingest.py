@@ -298,6 +298,26 @@ def _parse_file(
         reader(con, path, spec, parsed, compression)
     except duckdb.Error as e:
         raise IngestError(f"{shown}: cannot read the file: {_reader_error(e)}") from None
+    if compression == "none" and not _ends_with_newline(path):
+        # A last line without its newline that does not parse is a file cut short (a copy
+        # interrupted, a disk full): its rows are missing, not bad, so nothing loads.
+        last = con.execute(
+            f"select line, _reason from {parsed} order by line desc limit 1"
+        ).fetchone()
+        if last is not None and last[1] is not None:
+            raise IngestError(
+                f"{shown}: the file ends in the middle of line {last[0]} ({last[1]}): it looks "
+                "cut short; nothing was loaded"
+            )
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"
 
 
 def _replace_table(

@@ -291,3 +291,28 @@ def test_gzip_deliveries_and_files_that_cannot_be_read(env, caplog):
     assert "\n" not in message and message.isprintable()
     assert con.execute("select count(*) from raw.shop_events").fetchone()[0] == 2
     assert con.execute("select item_id from raw.shop_items").fetchall() == [("A",)]
+
+
+def test_a_file_cut_short_fails_the_delivery_and_loads_nothing(env):
+    """The probe's case (issue "Faults, bad input and secrets", 1): a file cut mid-line lost
+    its tail, not one bad line; the delivery fails naming it and the last delivery stays."""
+    lake, con = env
+    base = f"raw/shop/ds={DS.isoformat()}"
+    events = [GOOD.replace('"user_id": 1', f'"user_id": {i}') for i in range(1, 41)]
+    _deliver(lake, DS, events, "item_id,price,qty\nA,1,1\n")
+    ingest_delivery(con, lake, SOURCE, DS)
+    whole = "\n".join(events) + "\n"
+    lake.write_text(f"{base}/events.jsonl", whole[: len(whole) // 2])
+    with pytest.raises(IngestError) as failed:
+        ingest_delivery(con, lake, SOURCE, DS)
+    message = str(failed.value)
+    assert message.startswith("shop: events.jsonl of delivery 2024-01-31: the file ends in the")
+    assert "malformed JSON" in message and "looks cut short" in message
+    assert con.execute("select count(*) from raw.shop_events").fetchone()[0] == 40
+    # a last line without its newline that parses is a whole file
+    lake.write_text(f"{base}/events.jsonl", "\n".join(events[:3]))
+    assert ingest_delivery(con, lake, SOURCE, DS).tables["events"].rows == 3
+    # and so is a CSV whose last row lacks only the newline; one cut inside a row is not
+    lake.write_text(f"{base}/items.csv", "item_id,price,qty\nA,1,1\nB,2")
+    with pytest.raises(IngestError, match="items.csv of delivery 2024-01-31: the file ends in"):
+        ingest_delivery(con, lake, SOURCE, DS)
