@@ -178,12 +178,9 @@ def _candidate_inputs(history: History, ds: str):
 
 
 def _fit_gru(x: dict, y: np.ndarray, params: TrainParams, seed: int) -> tuple:
-    """The challenger on the newest ``gru_max_train_rows`` rows of ``x`` (in time order)."""
+    """The challenger on its inputs ``x`` (the newest training rows, in time order)."""
     from mlcore.models.sequence import build_session_gru
 
-    keep = min(len(y), params.gru_max_train_rows)
-    x = {k: v[len(y) - keep :] for k, v in x.items()}
-    y = y[len(y) - keep :]
     spec = params.history
     training.set_seeds(seed)
     gru = build_session_gru(
@@ -436,15 +433,20 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         # The plays the GRU's histories are gathered from: the training period's, and a
         # lookback before it so that its first rows have a history too.
         history, special_train, special_test = None, None, {}
+        # The GRU trains on the newest gru_max_train_rows rows: only their histories are
+        # built, and only the plays from lookback_days before the first of them are read.
+        gru_rows = min(len(train_df), params.gru_max_train_rows)
         if challengers:
+            gru_df = train_df.iloc[len(train_df) - gru_rows :]
             lookback = pd.Timedelta(days=params.history.lookback_days)
             history = History.read(
                 plays_path,
                 tracks_path,
                 params.history,
-                since=train_df["timestamp"].min() - lookback,
+                since=gru_df["timestamp"].min() - lookback,
             )
-            special_train = _history_inputs(history, train_df)
+            special_train = _history_inputs(history, gru_df)
+            del gru_df
             special_test = {name: _history_inputs(history, test_df) for name in challengers}
     log.info(
         "%d plays: training on %d (newest before %s), holdout %d; skip rate %.4f / %.4f",
@@ -461,7 +463,7 @@ def train(run: TrainingRun, *, params: TrainParams | None = None) -> RunManifest
         models, fits = _fit_models(x_train, y_train, params, seed)
         if "gru_session" in challengers:
             models["gru_session"], fits["gru_session"] = _fit_gru(
-                special_train, y_train, params, seed
+                special_train, y_train[len(y_train) - gru_rows :], params, seed
             )
         del special_train
 
