@@ -76,6 +76,9 @@ def s3_endpoint():
     proc.wait(timeout=10)
 
 
+S3_TEST_SECRET = "nightshift-canary-s3cr3t-7f3a"
+
+
 @pytest.fixture
 def s3_settings(s3_endpoint, tmp_path, request):
     """Settings whose lake is a fresh bucket on the test S3 server."""
@@ -86,7 +89,9 @@ def s3_settings(s3_endpoint, tmp_path, request):
     from mlcore.config import Settings
 
     bucket = "lake-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    # The test server takes any key; a distinctive secret lets tests look for it where it
+    # must never be (logs, the warehouse, lake files).
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": S3_TEST_SECRET}
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **creds).create_bucket(
         Bucket=bucket
     )

@@ -7,6 +7,7 @@ on the test S3 server, from the same synthetic delivery, and compares every publ
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import duckdb
 
@@ -32,7 +33,9 @@ def run_pipeline(settings: Settings) -> dict:
         return {t: con.execute(f"select * from marts.{t} order by all").fetchall() for t in MARTS}
 
 
-def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings, monkeypatch):
+def test_s3_lake_publishes_the_same_rows_as_a_local_lake(
+    tmp_path, s3_settings, monkeypatch, caplog, capfd
+):
     # The GRU challenger reads and writes the lake as the MLPs do (tests/conformance runs it);
     # turned off here, which this test also checks, to halve its training time.
     monkeypatch.setenv("NIGHTSHIFT_MUSIC_SKIP_SEQUENCE_CHALLENGER", "false")
@@ -45,7 +48,8 @@ def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings, 
             lake.put_file(source / key, key)
 
     on_disk = run_pipeline(local)
-    on_s3 = run_pipeline(s3_settings)
+    with caplog.at_level(logging.DEBUG):
+        on_s3 = run_pipeline(s3_settings)
     assert on_disk["skip_scores"], "nothing published"
     assert on_s3 == on_disk
 
@@ -59,3 +63,15 @@ def test_s3_lake_publishes_the_same_rows_as_a_local_lake(tmp_path, s3_settings, 
     assert manifest.challengers == {} and manifest.params["challengers"] == []
     assert not any(k.endswith("gru_session.keras") for k in s3.list("models/music_skip"))
     assert "gru_session" not in {s.model for s in manifest.scored}
+
+    # The lake's secret reached no log line, no output, no warehouse or lake file.
+    secret = s3_settings.aws_secret_access_key
+    assert secret not in caplog.text
+    out, err = capfd.readouterr()
+    assert secret not in out and secret not in err
+    assert secret not in repr(s3_settings)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    for key in s3.list(""):
+        assert secret.encode() not in s3.read_bytes(key), key
