@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,16 @@ class Lake:
         raise NotImplementedError
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 class LocalLake(Lake):
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -151,10 +162,25 @@ class LocalLake(Lake):
         except FileNotFoundError as exc:
             raise LakeError(f"not in the lake: {self.url(key)}") from exc
 
+    def _temporary(self, target: Path) -> tuple[int, str]:
+        """A new temporary file beside ``target``, after removing the ones killed writers left.
+
+        Its name carries the writer's PID and host: a process killed between the write and the
+        rename (SIGKILL, OOM) leaves ``.tmp-<pid>@<host>.*`` behind, which readers never list
+        and the next write into the folder removes once that process is gone. Only this host's
+        are judged: a trainer container sharing the folder has PIDs of its own.
+        """
+        target.parent.mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname()
+        for orphan in target.parent.glob(".tmp-*@*"):
+            pid, _, rest = orphan.name[len(".tmp-") :].partition("@")
+            if rest.rsplit(".", 1)[0] == host and pid.isdigit() and not _alive(int(pid)):
+                orphan.unlink(missing_ok=True)
+        return tempfile.mkstemp(prefix=f".tmp-{os.getpid()}@{host}.", dir=target.parent)
+
     def write_bytes(self, key: str, data: bytes) -> None:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        fd, tmp = self._temporary(target)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, _FILE_MODE)
@@ -164,8 +190,7 @@ class LocalLake(Lake):
         target = self.path(key)
         if Path(local).resolve() == target:
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        fd, tmp = self._temporary(target)
         os.close(fd)
         shutil.copyfile(local, tmp)
         os.chmod(tmp, _FILE_MODE)
@@ -207,16 +232,31 @@ class S3Lake(Lake):
 
     @contextlib.contextmanager
     def _errors(self, action: str, key: str) -> Iterator[None]:
-        """botocore's errors as one LakeError line: an unreachable endpoint, a missing bucket,
-        a refused request (no credentials in the message: botocore never puts them there)."""
-        from boto3.exceptions import Boto3Error
+        """The store's errors as one LakeError line: an unreachable endpoint, a missing bucket,
+        a refused request, a server that answers 500 or too late, a body cut short (no
+        credentials in the message: botocore never puts them there)."""
+        from boto3.exceptions import Boto3Error, RetriesExceededError
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError as URLLib3Error
 
         try:
             yield
-        except (ClientError, BotoCoreError, Boto3Error) as exc:
-            # BotoCoreError: EndpointConnectionError, timeouts, no credentials; Boto3Error: the
-            # transfer manager's S3UploadFailedError, which wraps a ClientError's text.
+        except (
+            ClientError,
+            BotoCoreError,
+            Boto3Error,
+            URLLib3Error,
+            ConnectionError,
+            TimeoutError,
+        ) as exc:
+            # BotoCoreError: EndpointConnectionError, ConnectionClosedError, ReadTimeoutError,
+            # ResponseStreamingError, no credentials; Boto3Error: the transfer manager's
+            # S3UploadFailedError (a ClientError's text) and RetriesExceededError (a download
+            # that failed every attempt: its text is only "Max Retries Exceeded", the reason
+            # is its last error). urllib3's and the socket's errors, which botocore wraps, are
+            # caught too, so that none reaches the user as a traceback.
+            if isinstance(exc, RetriesExceededError) and exc.last_exception is not None:
+                exc = exc.last_exception
             code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else ""
             if code == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
                 raise LakeError(
@@ -259,14 +299,28 @@ class S3Lake(Lake):
         return None
 
     def read_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import (
+            ClientError,
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
 
+        attempt = 0
         with self._errors("read", key):
-            try:
-                obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-                return obj["Body"].read()
-            except ClientError as exc:
-                raise self._missing(exc, key) or exc from None
+            while True:
+                attempt += 1
+                try:
+                    obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                except ClientError as exc:
+                    raise self._missing(exc, key) or exc from None
+                try:
+                    return obj["Body"].read()
+                except (IncompleteReadError, ReadTimeoutError, ResponseStreamingError):
+                    # botocore retries a request that got no answer, not a body that broke
+                    # off; the transfer manager (get_file) retries those, and so does this.
+                    if attempt >= S3_MAX_ATTEMPTS:
+                        raise
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with self._errors("write", key):
@@ -274,7 +328,9 @@ class S3Lake(Lake):
 
     def put_file(self, local: str | Path, key: str) -> None:
         with self._errors("write", key):
-            self.client.upload_file(str(local), self.bucket, self._key(key))
+            self.client.upload_file(
+                str(local), self.bucket, self._key(key), Config=_transfer_config()
+            )
 
     def get_file(self, key: str, local: str | Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +338,9 @@ class S3Lake(Lake):
 
         with self._errors("read", key):
             try:
-                self.client.download_file(self.bucket, self._key(key), str(local))
+                self.client.download_file(
+                    self.bucket, self._key(key), str(local), Config=_transfer_config()
+                )
             except ClientError as exc:
                 raise self._missing(exc, key) or exc from None
 
@@ -295,8 +353,31 @@ class S3Lake(Lake):
             self.delete_key(key)
 
 
+# Bounded waits on the object store. botocore's defaults are 60 s to connect and 60 s for each
+# read of the socket, per attempt, and the transfer manager tries a download 5 times over: a
+# server that stopped answering held a step for minutes on one request. 10 s to connect (a
+# store on the network answers a TCP handshake in milliseconds) and 30 s of silence between
+# two reads (the AWS SDK for Java's socket timeout; S3 and MinIO answer in well under a
+# second, and a large upload or download keeps the socket busy, so it does not count).
+S3_CONNECT_TIMEOUT = 10.0
+S3_READ_TIMEOUT = 30.0
+# Attempts per request, in botocore's "standard" retry mode: a 500, 502, 503 or 504, a
+# throttling answer, a refused or dropped connection and a timeout are retried after a short
+# jittered exponential backoff. Also the attempts at a body that breaks off mid-way, which
+# botocore does not retry (read_bytes and the transfer manager do). A request to a server that
+# does not answer fails after about S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT + S3_READ_TIMEOUT).
+S3_MAX_ATTEMPTS = 3
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(num_download_attempts=S3_MAX_ATTEMPTS)
+
+
 def s3_client(settings: Settings):
     import boto3
+    from botocore.config import Config
 
     return boto3.client(
         "s3",
@@ -304,6 +385,11 @@ def s3_client(settings: Settings):
         region_name=settings.s3_region,
         aws_access_key_id=settings.aws_access_key_id,
         aws_secret_access_key=settings.aws_secret_access_key,
+        config=Config(
+            connect_timeout=S3_CONNECT_TIMEOUT,
+            read_timeout=S3_READ_TIMEOUT,
+            retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+        ),
     )
 
 

@@ -46,6 +46,7 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
     with open_warehouse(
         s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
     ) as con:
+        _check_snapshots(con, get_source(source), day)
         report = validate_source(
             con, open_lake(s), get_source(source), day, max_bad_row_share=s.max_bad_row_share
         )
@@ -54,6 +55,26 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
 
 class StaleSource(RuntimeError):
     """A source's staging tables are for another day than the pipeline run's."""
+
+
+def _check_snapshots(con, spec, day: dt.date) -> None:
+    """The source's snapshot tables must hold ``day``'s delivery: each ingest replaces them, so
+    a run of another day that ingested in between (a backfill beside the nightly run) would
+    otherwise have this day staged with that day's catalogue, silently."""
+    for table in spec.tables:
+        if table.kind != "snapshot":
+            continue
+        days = [
+            r[0]
+            for r in con.execute(f"select distinct ds from {spec.raw_table(table.name)}").fetchall()
+        ]
+        if days and days != [day]:
+            held = ", ".join(str(d) for d in sorted(days))
+            raise StaleSource(
+                f"{spec.name} for {day}: {spec.raw_table(table.name)} holds the delivery of "
+                f"{held}, ingested since by another run; ingest {day} again "
+                f"(nightshift run {spec.dag_id} --ds {day})"
+            )
 
 
 def stage(source: str, ds: str, settings: Settings | None = None) -> dict:
@@ -65,6 +86,7 @@ def stage(source: str, ds: str, settings: Settings | None = None) -> dict:
     with open_warehouse(
         s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
     ) as con:
+        _check_snapshots(con, spec, day)
         steps = run_sql_dir(con, spec.name, {"ds": day}) if (SQL_ROOT / spec.name).is_dir() else []
         tables = {st["table"]: st["rows"] for st in steps if st.get("table")}
         con.execute("begin transaction")

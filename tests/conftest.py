@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import importlib.util
 import os
 import shutil
 import socket
@@ -101,3 +104,75 @@ def s3_settings(s3_endpoint, tmp_path, request):
         s3_endpoint=s3_endpoint,
         **creds,
     )
+
+
+# ---- every registered pipeline, two small nights (the conformance runs) --------------------------
+NIGHTS = (dt.date(2024, 1, 30), dt.date(2024, 1, 31))
+NIGHTS_SEED = 3
+
+
+def _kill_at():
+    """tests/faults/kill_at.py, which counts a step's writes (and kills before one of them)."""
+    spec = importlib.util.spec_from_file_location(
+        "kill_at", REPO / "tests" / "faults" / "kill_at.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineNights:
+    """What two nights of one pipeline left: its settings and each step's summary per ds;
+    ``night_before`` holds the lake and warehouse as they were after D1 (with D2 delivered),
+    and ``writes`` how many writes each D2 step made (tests/faults/kill_at.py counts them)."""
+
+    settings: object
+    results: dict
+    night_before: Path
+    writes: dict
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(tmp_path_factory):
+    """{pipeline: PipelineNights}, run through the steps in-process (no Airflow).
+
+    The conformance tests read what these runs leave (marts, lake, manifests), the fault suite
+    starts from the night before and compares its reruns with D2; they take their cases from
+    the registries, so a new pipeline is held to them without new test code.
+    """
+    from mlcore import pipelines, steps
+    from mlcore.config import load_settings
+    from mlcore.sources import get_source
+
+    kill_at = _kill_at()
+    out = {}
+    for name, spec in pipelines.PIPELINES.items():
+        root = tmp_path_factory.mktemp(f"conformance-{name}")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("NIGHTSHIFT_LAKE", str(root / "lake"))
+            mp.setenv("NIGHTSHIFT_WAREHOUSE", str(root / "warehouse.duckdb"))
+            settings = load_settings()
+            results, writes = {}, {}
+            for night, ds in enumerate(NIGHTS):
+                for source in spec.sources:
+                    src = get_source(source)
+                    src.load_synth()(root / "lake", ds, seed=NIGHTS_SEED, **src.test_nights[night])
+                if night == 1:
+                    before = tmp_path_factory.mktemp(f"night-before-{name}")
+                    shutil.copytree(root / "lake", before / "lake")
+                    shutil.copyfile(root / "warehouse.duckdb", before / "warehouse.duckdb")
+                day, done = ds.isoformat(), {}
+                chain = [
+                    (step, source, f"{step} {source}")
+                    for source in spec.sources
+                    for step in ("ingest", "validate", "stage")
+                ] + [(step, name, step) for step in ("build_features", "train", "gate", "publish")]
+                for step, target, label in chain:
+                    with kill_at.counting(kill_at._Counter(None)) as counter:
+                        done[label] = getattr(steps, step)(target, day, settings)
+                    if night == 1:
+                        writes[(step, target)] = counter.seen
+                results[ds] = done
+        out[name] = PipelineNights(settings, results, before, writes)
+    return out

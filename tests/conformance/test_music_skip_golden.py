@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "music_skip"
 
 @pytest.mark.parametrize("table", pipelines.get("music_skip").published_tables)
 def test_music_skip_publishes_the_rows_it_is_pinned_to(pipeline_runs, table):
-    settings, _ = pipeline_runs["music_skip"]
+    settings = pipeline_runs["music_skip"].settings
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         now = con.execute(f"select * from marts.{table} order by all").fetchall()
         before = con.execute(

@@ -137,7 +137,7 @@ print(json.dumps({{"errors": list(bag.import_errors), "dags": out}}))
 # ---- on the two nights each pipeline ran (conftest) --------------------------------------------
 @pytest.mark.parametrize("name", PIPELINES)
 def test_published_tables_match_their_declared_schema(pipeline_runs, name):
-    settings, results = pipeline_runs[name]
+    settings, results = pipeline_runs[name].settings, pipeline_runs[name].results
     spec = pipelines.get(name)
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         for table in spec.tables:
@@ -158,7 +158,7 @@ def test_published_tables_match_their_declared_schema(pipeline_runs, name):
 
 @pytest.mark.parametrize("name", PIPELINES)
 def test_the_run_manifest_has_the_contract_shape_and_recomputable_metrics(pipeline_runs, name):
-    settings, results = pipeline_runs[name]
+    settings, results = pipeline_runs[name].settings, pipeline_runs[name].results
     spec = pipelines.get(name)
     lake = open_lake(settings)
     for ds in results:

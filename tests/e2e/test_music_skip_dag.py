@@ -23,14 +23,22 @@ D2 = D1 + dt.timedelta(days=1)
 MARTS = ("skip_scores", "cache_plan", "ab_assignments", "ab_report")
 
 
+# Credentials in the environment and in the lake's Airflow connection, which no log, XCom,
+# asset event, Data Docs page, lake or warehouse file, or console output may show.
+SECRETS = ("canary-env-9d2f-s3cr3t", "canary-conn-41be-s3cr3t")
+OUTPUTS: list[str] = []
+
+
 def nightshift(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "mlcore.cli", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
+    OUTPUTS.append(done.stdout + done.stderr)
+    return done
 
 
 def marts_snapshot(warehouse, ds) -> dict:
@@ -54,6 +62,11 @@ def run_env(tmp_path_factory):
         # The GRU challenger is held to the contract by tests/conformance and tests/model; here
         # it would only double the training time of every run through Airflow.
         NIGHTSHIFT_MUSIC_SKIP_SEQUENCE_CHALLENGER="false",
+        AWS_ACCESS_KEY_ID="AKIACANARY",
+        AWS_SECRET_ACCESS_KEY=SECRETS[0],
+        AIRFLOW_CONN_NIGHTSHIFT_LAKE=json.dumps(
+            {"conn_type": "aws", "login": "AKIACANARY", "password": SECRETS[1]}
+        ),
     )
     write_delivery(root / "lake", D1, users=80, days=21, seed=3, defects=True)
     return root, env
@@ -151,3 +164,15 @@ def test_corrupt_delivery_fails_clearly_and_keeps_yesterday(first_run):
     assert "validate_pozytywka" in output and "pozytywka_sessions" in output, output[-3000:]
     assert marts_snapshot(warehouse, D1) == before
     assert not any(marts_snapshot(warehouse, D2).values())
+
+
+def test_no_secret_reaches_a_log_xcom_asset_event_or_file(first_run):
+    """Runs after the others: every run of this module, its Airflow home (metadata database
+    with XCom and asset events, task logs), the lake (Data Docs, manifests) and the warehouse."""
+    root, _ = first_run
+    assert len(OUTPUTS) >= 2
+    for secret in SECRETS:
+        assert not any(secret in out for out in OUTPUTS), secret
+        leaks = [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert not leaks, (secret, leaks)
+    assert list((root / "airflow").rglob("*.db")), "no Airflow metadata database to search"

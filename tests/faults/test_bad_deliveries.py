@@ -169,3 +169,27 @@ def test_a_broken_file(deliveries, tmp_path, source_name, table, fault):
         with pytest.raises(ValidationFailed, match=source.raw_table(table).split(".")[1]):
             validate_source(con, lake, source, D2)
     con.close()
+
+
+@pytest.mark.parametrize("source_name", sorted(SOURCES))
+@pytest.mark.parametrize("folder", ["empty", "absent"])
+def test_an_empty_or_absent_delivery_is_refused_in_one_line(
+    deliveries, tmp_path, source_name, folder
+):
+    source = SOURCES[source_name]
+    pristine, _ = deliveries[source_name]
+    shutil.copytree(pristine / "lake", tmp_path / "lake")
+    shutil.copyfile(pristine / "d1.duckdb", tmp_path / "w.duckdb")
+    lake = LocalLake(tmp_path / "lake")
+    day = lake.path(raw_prefix(source_name, D2))
+    shutil.rmtree(day)
+    if folder == "empty":
+        day.mkdir()
+    con = connect(tmp_path / "w.duckdb")
+    before = raw_state(con, source)
+    with pytest.raises(IngestError) as failed:
+        ingest_delivery(con, lake, source, D2)
+    message = str(failed.value)
+    assert str(D2) in message and "\n" not in message, message
+    assert raw_state(con, source) == before
+    con.close()
