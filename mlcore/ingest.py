@@ -2,15 +2,20 @@
 
 Every file is read by DuckDB against its declared schema (mlcore/sources.py). A line that
 cannot be parsed or cast is not dropped silently: it goes to ``ops.rejected_lines`` with its
-file, line number and reason, and the rest of the file loads. Loading the same delivery again
-replaces what the first load wrote, so re-runs never duplicate rows.
+file, line number and reason, and the rest of the file loads. A file that drifted from its
+schema (a declared key that no line of a JSONL file has, a CSV header that is not the declared
+columns) is refused, naming the columns. Loading the same delivery again replaces what the
+first load wrote, so re-runs never duplicate rows.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import gzip
 import logging
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,13 +172,17 @@ def _jsonl_select(spec: TableSpec) -> str:
             select *, j is not null as _parsed,
                    coalesce(json_type(j) = 'OBJECT', false) as _valid
             from parsed
+        ), keyed as (
+            select *, case when _valid then json_keys(j) end as _keys from typed
         ), checked as (
             select line, raw, {reason} as _reason,
                    {", ".join(values)},
-                   case when _valid
-                        then list_filter(json_keys(j), lambda k: k not in ({declared}))
-                        end as _extra_keys
-            from typed
+                   list_filter(_keys, lambda k: k not in ({declared})) as _extra_keys,
+                   -- declared keys the line lacks (NULL when none): a key no line has is a
+                   -- column renamed or dropped by the sender (_check_declared_keys)
+                   nullif(list_filter([{declared}], lambda k: not list_contains(_keys, k)), [])
+                       as _absent_keys
+            from keyed
         )
         select * replace (
             case when _reason is not null then left(raw, {MAX_REJECTED_LINE_CHARS}) end as raw
@@ -292,6 +301,8 @@ def _parse_file(
 ) -> None:
     """Parse one delivered file into the temp table ``parsed`` (good rows and rejected lines)."""
     compression = _compression(path, shown)
+    if spec.format == "csv" and spec.csv_header:
+        _check_csv_header(path, spec, shown, compression)
     reader = _read_jsonl if spec.format == "jsonl" else _read_csv
     con.execute("drop table if exists _read_rejects; drop table if exists _read_scans")
     try:
@@ -309,6 +320,91 @@ def _parse_file(
                 f"{shown}: the file ends in the middle of line {last[0]} ({last[1]}): it looks "
                 "cut short; nothing was loaded"
             )
+    if spec.format == "jsonl":
+        _check_declared_keys(con, parsed, shown)
+
+
+def _shown_names(names, most: int = 5) -> str:
+    """Column names from a delivery, quoted, cut and printable, the first ``most`` of them (a
+    header can hold anything)."""
+    names = list(names)
+    shown = ", ".join(repr(str(n)[:60]) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _columns_word(names) -> str:
+    return "column" if len(names) == 1 else "columns"
+
+
+def _check_declared_keys(con: duckdb.DuckDBPyConnection, parsed: str, shown: str) -> None:
+    """Refuse a JSONL file in which no line has one of the declared keys.
+
+    A column renamed or dropped by the sender would otherwise load as NULL in every row:
+    rejected by a not-null rule at best, silently empty at worst (a nullable column). Lines
+    that lack a key now and then are not drift: their rows hold NULL and validation counts
+    them.
+    """
+    objects = con.execute(f"select count(*) from {parsed} where _extra_keys is not null")
+    objects = objects.fetchone()[0]
+    if not objects:
+        return  # nothing parsed: the reasons of the lines say why
+    missing = [
+        key
+        for key, n in con.execute(
+            f"select key, count(*) from (select unnest(_absent_keys) as key from {parsed}) "
+            "group by key order by key"
+        ).fetchall()
+        if n == objects
+    ]
+    if not missing:
+        return
+    # Keys outside the schema in most lines are likely the new names.
+    extra = con.execute(
+        f"""select key, count(*) as n from (select unnest(_extra_keys) as key from {parsed})
+            group by key having count(*) * 2 >= ? order by n desc, key limit 3""",
+        [objects],
+    ).fetchall()
+    hint = ""
+    if extra:
+        found = ", ".join(f"{_shown_names([k])} in {n} lines" for k, n in extra)
+        hint = f" (a renamed column? keys outside the schema: {found})"
+    raise IngestError(
+        f"{shown}: none of its {objects} lines has the declared "
+        f"{'key' if len(missing) == 1 else 'keys'} {_shown_names(missing)}{hint}; "
+        "nothing was loaded"
+    )
+
+
+def _check_csv_header(path: Path, spec: TableSpec, shown: str, compression: str) -> None:
+    """Refuse a CSV whose header is not the declared columns, in order.
+
+    Columns are read by position: a renamed header would load silently, a column more or
+    less would put every row in ops.rejected_lines with a field count, and columns in
+    another order would load into the wrong columns. The header says which, in one line.
+    """
+    opener = gzip.open if compression == "gzip" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+            first = f.readline(1 << 20)  # a header, not a whole file without newlines
+        header = next(csv.reader([first], delimiter=spec.csv_delimiter), [])
+    except (OSError, EOFError, zlib.error, csv.Error):
+        return  # the reader says what is wrong with the file
+    if not header:
+        return  # an empty file: nothing loads, and validation says so
+    header = [h.lstrip("\ufeff").strip() for h in header]
+    declared = list(spec.columns)
+    if header == declared:
+        return
+    missing = [c for c in declared if c not in header]
+    extra = [h for h in header if h not in declared]
+    if missing or extra:
+        parts = [f"lacks the declared {_columns_word(missing)} {_shown_names(missing)}"]
+        parts = parts if missing else []
+        parts += [f"has {_shown_names(extra)} outside the schema"] if extra else []
+        problem = " and ".join(parts) + (" (a renamed column?)" if missing and extra else "")
+    else:
+        problem = f"lists the declared columns in another order ({_shown_names(header)})"
+    raise IngestError(f"{shown}: the header {problem}; nothing was loaded")
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -186,6 +186,7 @@ def gate(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.registry import gate_run
 
     s, day = _settings(settings), parse_ds(ds)
+    pipelines.get(pipeline)  # an unknown name is refused before it becomes a lake path
     version = trained_version(pipeline, day, s)
     with open_warehouse(
         s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait

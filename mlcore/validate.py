@@ -655,7 +655,12 @@ def _check_table(
             # A critical rule that could not even run vouches for nothing.
             entry["failed_critical"].append(_describe_failure(rule, res))
         else:
-            entry["warnings"].append(_finding(rule, res, surplus, quarantined))
+            finding = _finding(rule, res, surplus, quarantined)
+            if "_extra_keys" in rule.columns:
+                # Name the keys, not only count their rows: a new column (or one renamed in
+                # some lines) is then named in the warning and the report.
+                finding += f" ({_undeclared_keys(con, raw_table, ds)})"
+            entry["warnings"].append(finding)
         records.append(_record(rule, res, entry["rules"][rule.name]))
     too_many = _too_many_bad_rows(countable, counts, max_bad_row_share, rejected)
     if too_many:

@@ -9,9 +9,7 @@ from mlcore.bench import stages
 from mlcore.cli import main
 
 
-def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(
-    tmp_path, capsys, monkeypatch
-):
+def test_bench_runs_and_measures_every_stage(tmp_path, capsys, monkeypatch):
     # The stages are under test, not the challenger's training (tests/conformance has it).
     monkeypatch.setenv("NIGHTSHIFT_MUSIC_SKIP_SEQUENCE_CHALLENGER", "false")
     out = tmp_path / "bench.json"
@@ -26,7 +24,7 @@ def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(
             "--seed",
             "3",
             "--repeat",
-            "2",
+            "1",
             "--workdir",
             str(tmp_path / "work"),
             "--json",
@@ -36,7 +34,7 @@ def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(
     assert rc == 0
     result = json.loads(out.read_text())
     assert result["delivery_rows"]["pozytywka/sessions.jsonl"] > 1000
-    assert len(result["runs"]) == 2
+    assert len(result["runs"]) == 1
     for run in result["runs"]:
         assert [s["stage"] for s in run["stages"]] == [
             label for label, _, _ in stages(pipelines.get("music_skip"))
@@ -46,11 +44,8 @@ def test_bench_runs_every_stage_twice_and_reruns_publish_identical_marts(
             assert stage["rows_out"] is not None
     ingest = result["runs"][0]["stages"][0]
     assert ingest["rows_in"] >= ingest["rows_out"] > 0
-    # The same ds run twice from an empty and then a full warehouse publishes the same rows.
-    assert result["reruns_identical"] is True
+    # One run: nothing to compare. That a rerun publishes the same rows is held by
+    # tests/faults/test_kills.py (a night killed a dozen times, then rerun) at less cost.
+    assert result["reruns_identical"] is None
     printed = capsys.readouterr().out
-    assert (
-        "validate" in printed
-        and "stage" in printed
-        and "re-runs publish identical marts: True" in printed
-    )
+    assert "validate" in printed and "stage" in printed and "re-runs" not in printed
