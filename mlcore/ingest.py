@@ -332,8 +332,8 @@ def _shown_names(names, most: int = 5) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _columns_word(names) -> str:
-    return "column" if len(names) == 1 else "columns"
+def _plural(names, word: str) -> str:
+    return word if len(names) == 1 else word + "s"
 
 
 def _check_declared_keys(con: duckdb.DuckDBPyConnection, parsed: str, shown: str) -> None:
@@ -370,7 +370,7 @@ def _check_declared_keys(con: duckdb.DuckDBPyConnection, parsed: str, shown: str
         hint = f" (a renamed column? keys outside the schema: {found})"
     raise IngestError(
         f"{shown}: none of its {objects} lines has the declared "
-        f"{'key' if len(missing) == 1 else 'keys'} {_shown_names(missing)}{hint}; "
+        f"{_plural(missing, 'key')} {_shown_names(missing)}{hint}; "
         "nothing was loaded"
     )
 
@@ -398,9 +398,11 @@ def _check_csv_header(path: Path, spec: TableSpec, shown: str, compression: str)
     missing = [c for c in declared if c not in header]
     extra = [h for h in header if h not in declared]
     if missing or extra:
-        parts = [f"lacks the declared {_columns_word(missing)} {_shown_names(missing)}"]
-        parts = parts if missing else []
-        parts += [f"has {_shown_names(extra)} outside the schema"] if extra else []
+        parts = []
+        if missing:
+            parts.append(f"lacks the declared {_plural(missing, 'column')} {_shown_names(missing)}")
+        if extra:
+            parts.append(f"has {_shown_names(extra)} outside the schema")
         problem = " and ".join(parts) + (" (a renamed column?)" if missing and extra else "")
     else:
         problem = f"lists the declared columns in another order ({_shown_names(header)})"

@@ -27,14 +27,19 @@ def _settings(settings: Settings | None) -> Settings:
     return settings or load_settings()
 
 
+def _warehouse(s: Settings):
+    """The warehouse as every step opens it: its memory limit, and a bounded wait for a lock."""
+    return open_warehouse(
+        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
+    )
+
+
 def ingest(source: str, ds: str, settings: Settings | None = None) -> dict:
     """Load the raw delivery of ``source`` for ``ds`` into ``raw.*``."""
     from mlcore.ingest import ingest_delivery
 
     s, day = _settings(settings), parse_ds(ds)
-    with open_warehouse(
-        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
-    ) as con:
+    with _warehouse(s) as con:
         return ingest_delivery(con, open_lake(s), get_source(source), day).summary()
 
 
@@ -43,12 +48,11 @@ def validate(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.validate import validate_source
 
     s, day = _settings(settings), parse_ds(ds)
-    with open_warehouse(
-        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
-    ) as con:
-        _check_snapshots(con, get_source(source), day)
+    spec = get_source(source)
+    with _warehouse(s) as con:
+        _check_snapshots(con, spec, day)
         report = validate_source(
-            con, open_lake(s), get_source(source), day, max_bad_row_share=s.max_bad_row_share
+            con, open_lake(s), spec, day, max_bad_row_share=s.max_bad_row_share
         )
     return report.summary()
 
@@ -83,9 +87,7 @@ def stage(source: str, ds: str, settings: Settings | None = None) -> dict:
     from mlcore.sqlrun import run_sql_dir
 
     s, day, spec = _settings(settings), parse_ds(ds), get_source(source)
-    with open_warehouse(
-        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
-    ) as con:
+    with _warehouse(s) as con:
         _check_snapshots(con, spec, day)
         steps = run_sql_dir(con, spec.name, {"ds": day}) if (SQL_ROOT / spec.name).is_dir() else []
         tables = {st["table"]: st["rows"] for st in steps if st.get("table")}
@@ -124,9 +126,7 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    with open_warehouse(
-        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
-    ) as con:
+    with _warehouse(s) as con:
         _check_staged(con, spec, day)
         steps = run_sql_dir(con, spec.sql, {"ds": day})
         exported = {}
@@ -188,9 +188,7 @@ def gate(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
     s, day = _settings(settings), parse_ds(ds)
     pipelines.get(pipeline)  # an unknown name is refused before it becomes a lake path
     version = trained_version(pipeline, day, s)
-    with open_warehouse(
-        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
-    ) as con:
+    with _warehouse(s) as con:
         result = gate_run(con, open_lake(s), pipeline, version, tolerance=s.champion_tolerance)
     return {
         "version": version,
@@ -208,9 +206,7 @@ def publish(pipeline: str, ds: str, settings: Settings | None = None) -> dict:
 
     s, day, spec = _settings(settings), parse_ds(ds), pipelines.get(pipeline)
     lake = open_lake(s)
-    with open_warehouse(
-        s.warehouse, memory_limit=s.duckdb_memory_limit, lock_wait=s.warehouse_lock_wait
-    ) as con:
+    with _warehouse(s) as con:
         serving = serving_models(con, pipeline, day)
         if not serving:
             raise RuntimeError(f"{pipeline}: nothing gated for {day}; run gate_model first")
