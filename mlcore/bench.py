@@ -149,7 +149,15 @@ def run_once(spec: Pipeline, env: dict, ds: dt.date, log) -> dict:
             "peak_rss_mb": round(out["peak_mb"]),
         }
         if step == "train":
-            stage["detail"] = out["result"].get("timings", {})
+            r = out["result"]
+            stage["detail"] = r.get("timings", {})
+            stage["kind"] = r.get("kind")
+            # every model's metrics on the same held-out rows, beside its fit time
+            stage["models"] = {
+                **r.get("models", {}),
+                **r.get("baselines", {}),
+                **r.get("challengers", {}),
+            }
         if step == "gate" and out["result"].get("degraded"):
             stage["detail"] = {"degraded": out["result"]["degraded"]}
         done.append(stage)
@@ -234,6 +242,30 @@ def bench(
     }
 
 
+def _models_table(run: dict) -> list[str]:
+    """The train stage's models: their headline metrics and fit seconds (when timed)."""
+    from mlcore.evaluation import metric_names
+
+    train = next((s for s in run["stages"] if s.get("models")), None)
+    if train is None:
+        return []
+    names = metric_names(train["kind"])[:1] if train.get("kind") else ()
+    first = next(iter(train["models"].values()), {})
+    # the kind's first metric at whatever cut-off the run used, and up to two more of its own
+    shown = [m for m in first if m.split("@")[0] in {n.split("@")[0] for n in names}][:3]
+    shown += [m for m in first if m.startswith("ndcg@")][:1]
+    shown += [m for m in ("auc", "auc_unrated", "rmse", "roc_auc") if m in first and m not in shown]
+    lines = ["", f"{'model':<22}" + "".join(f"{m:>12}" for m in shown) + f"{'fit s':>10}"]
+    for name, metrics in train["models"].items():
+        fit = train["detail"].get(f"fit_{name}_seconds")
+        values = "".join(
+            f"{metrics[m]:>12.4f}" if isinstance(metrics.get(m), float) else f"{'-':>12}"
+            for m in shown
+        )
+        lines.append(f"{name:<22}{values}" + (f"{fit:>10.1f}" if fit is not None else f"{'-':>10}"))
+    return lines
+
+
 def format_table(result: dict) -> str:
     delivered = sum(result["delivery_rows"].values())
     lines = [
@@ -255,6 +287,7 @@ def format_table(result: dict) -> str:
                 f"{s['peak_rss_mb']:>9}"
             )
         lines.append(f"{'total':<22}{'':>12}{'':>12}{run['total_seconds']:>10.1f}")
+        lines += _models_table(run)
     lines.append("")
     lines.append(
         f"ingest+validate+features: {result['ingest_validate_features_seconds']:.1f}s; "

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 KINDS = ("binary", "ranking", "forecast", "recall")
 """What a pipeline's models predict; the kind picks the evaluation metrics and plots."""
 
+# DuckDB writes Parquet row groups in multiples of its vector size: a shard's row count is
+# rounded down to one (see Pipeline.shard_rows).
+SHARD_ROW_STEP = 2048
+
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -142,7 +146,9 @@ class Pipeline:
     kind: str  # one of KINDS
     sources: tuple[str, ...]  # raw sources (mlcore.sources) its SQL reads
     tables: tuple[TableSchema, ...]  # what it publishes
-    # lake file under features/<pipeline>/ds=…/ -> the warehouse table exported to it
+    # lake file under features/<pipeline>/ds=…/ -> the warehouse table exported to it. A name
+    # ending in "/" ("ratings/") is a folder of Parquet shards of at most ``shard_rows`` rows
+    # each (part-00000.parquet, …), for training data read shard by shard.
     feature_exports: dict[str, str]
     trainer: str  # "module:function", a Trainer
     publisher: str  # "module:function", a Publisher
@@ -154,6 +160,7 @@ class Pipeline:
     docs: str = ""  # docs/pipelines/<name>.md, relative to the repo
     servable: bool = False  # whether an online service can serve its models (binary today)
     sql_folder: str = ""  # default: the pipeline's name
+    shard_rows: int = 200_000  # the most rows of one shard of a folder export
 
     def __post_init__(self) -> None:
         check_name(self.name, "pipeline")
@@ -165,10 +172,17 @@ class Pipeline:
         if not names or len(set(names)) != len(names):
             raise ContractError(f"pipeline {self.name}: publishes no table, or one twice")
         for file_name, table in self.feature_exports.items():
-            if not file_name.endswith(".parquet") or "/" in file_name:
-                raise ContractError(f"pipeline {self.name}: export {file_name!r} is no file name")
+            folder = file_name.endswith("/") and "/" not in file_name[:-1] and len(file_name) > 1
+            if not folder and (not file_name.endswith(".parquet") or "/" in file_name):
+                raise ContractError(
+                    f"pipeline {self.name}: export {file_name!r} is no file name (x.parquet) "
+                    "or folder of shards (x/)"
+                )
             if not table.startswith("features."):
                 raise ContractError(f"pipeline {self.name}: exports {table}, not a features.*")
+
+        if self.shard_rows < SHARD_ROW_STEP:
+            raise ContractError(f"pipeline {self.name}: shard_rows must be >= {SHARD_ROW_STEP}")
 
     @property
     def published_tables(self) -> tuple[str, ...]:

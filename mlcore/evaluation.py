@@ -10,7 +10,7 @@ kind       metrics (gate metric first)               figure
 =========  ========================================  ==========================================
 binary     roc_auc, accuracy, log_loss, f1           ROC curves + calibration
 ranking    map@k, recall@k, precision@k, ndcg@k      MAP@k and recall@k against k
-recall     recall@k, map@k, hit_rate@k, ndcg@k       MAP@k and recall@k against k
+recall     recall@k, ndcg@k, map@k, hit_rate@k, auc  MAP@k and recall@k against k
 forecast   mae, rmse, mase, r2, coverage             actual vs forecast with the interval band
 =========  ========================================  ==========================================
 """
@@ -38,7 +38,7 @@ def metric_names(kind: str, k: int | None = None) -> tuple[str, ...]:
     if kind == "ranking":
         return tuple(f"{m}@{k or 12}" for m in ("map", "recall", "precision", "ndcg"))
     if kind == "recall":
-        return tuple(f"{m}@{k or 50}" for m in ("recall", "map", "hit_rate", "ndcg"))
+        return (*(f"{m}@{k or 50}" for m in ("recall", "ndcg", "map", "hit_rate")), "auc")
     if kind == "forecast":
         return ("mae", "rmse", "mase", "r2", "coverage")
     raise ValueError(f"unknown pipeline kind {kind!r}")
@@ -48,7 +48,9 @@ def _read(lake: Lake, key: str) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(lake.read_bytes(key)))
 
 
-def compute(kind: str, evaluation: Evaluation, rows: pd.DataFrame, truth=None) -> dict:
+def compute(
+    kind: str, evaluation: Evaluation, rows: pd.DataFrame, truth=None, pairs=None
+) -> dict:
     """{model: metrics} from a run's evaluation rows, as the kind defines them."""
     from mlcore import metrics
 
@@ -58,17 +60,28 @@ def compute(kind: str, evaluation: Evaluation, rows: pd.DataFrame, truth=None) -
         return {m: metrics.binary_metrics(y, rows[col]) for m, col in evaluation.scores.items()}
     if kind in ("ranking", "recall"):
         by = c.get("model", "model")
-        return {
+        out = {
             str(m): metrics.ranking_metrics(
                 part,
                 truth,
                 k=evaluation.k or 12,
+                ks=evaluation.ks,
                 query=c["query"],
                 item=c["item"],
                 rank=c.get("rank", "rank"),
             )
             for m, part in rows.groupby(by, sort=True)
         }
+        if pairs is not None:
+            for m, column in evaluation.scores.items():
+                found = metrics.pair_metrics(
+                    pairs[c.get("pair", "pair")],
+                    pairs[column],
+                    rating=pairs[c.get("rating", "rating")] if m in evaluation.ratings else None,
+                    predicted=pairs[evaluation.ratings[m]] if m in evaluation.ratings else None,
+                )
+                out.setdefault(m, {}).update(found)
+        return out
     if kind == "forecast":
         by = c.get("model", "model")
         out = {}
@@ -88,7 +101,8 @@ def recompute(lake: Lake, manifest: RunManifest) -> dict:
     """{model: metrics} recomputed from the evaluation rows the run left in the lake."""
     ev = manifest.evaluation
     truth = _read(lake, ev.truth_key) if ev.truth_key else None
-    return compute(manifest.kind, ev, _read(lake, ev.key), truth)
+    pairs = _read(lake, ev.pairs_key) if ev.pairs_key else None
+    return compute(manifest.kind, ev, _read(lake, ev.key), truth, pairs)
 
 
 def figure_png(lake: Lake, manifest: RunManifest) -> bytes:

@@ -85,7 +85,12 @@ class Evaluation:
       and ``scores`` maps each model (baselines, and ``champion_<slot>``) to its P(1) column;
     - ranking / recall: ``key`` holds one row per query × recommended item
       (``columns``: query, item, rank, model), ``truth_key`` one row per query × relevant item;
-      ``k`` is the cut-off;
+      ``k`` is the cut-off (the gate's), ``ks`` more cut-offs to report. A recall run may add
+      ``pairs_key``: scored (query, item) pairs, one row each, ``columns["pair"]`` saying which
+      (``positive``, ``negative``: a held-out rating below the bar, ``unrated``: a random item
+      the query never rated), ``scores`` each model's score column and ``ratings`` each rating
+      model's predicted-rating column against ``columns["rating"]`` (see
+      :func:`mlcore.metrics.pair_metrics`);
     - forecast: ``key`` holds one row per series × time × model (``columns``: series, time,
       actual, forecast, lower, upper, model, scale).
     """
@@ -95,6 +100,9 @@ class Evaluation:
     scores: dict[str, str] = field(default_factory=dict)
     truth_key: str | None = None
     k: int | None = None
+    ks: list[int] = field(default_factory=list)
+    pairs_key: str | None = None
+    ratings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

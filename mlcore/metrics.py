@@ -315,6 +315,61 @@ def ranking_curves(
 
 
 # ---- forecasts --------------------------------------------------------------------------------
+PAIR_KINDS = ("positive", "negative", "unrated")
+
+
+def score_auc(positive: np.ndarray, negative: np.ndarray) -> float | None:
+    """P(a positive's score > a negative's), ties counting one half (Mann-Whitney, any real
+    scores: a dot product, not only a probability); None when either side is empty."""
+    from scipy.stats import rankdata
+
+    pos = _finite(positive, "positive scores")
+    neg = _finite(negative, "negative scores")
+    if pos.size == 0 or neg.size == 0:
+        return None
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+
+
+def pair_metrics(
+    pair: Sequence | np.ndarray,
+    score: Sequence | np.ndarray,
+    *,
+    rating: Sequence | np.ndarray | None = None,
+    predicted: Sequence | np.ndarray | None = None,
+) -> dict:
+    """AUC and RMSE of a recall model on scored (user, item) pairs of its holdout.
+
+    ``pair`` says what each row is: ``positive`` (a held-out item the user liked),
+    ``negative`` (a held-out item the user rated below the bar), ``unrated`` (a random item
+    the user never rated). ``auc``: positives against negatives (the protocol of the MovieLens
+    LFM project: can the model tell a liked film from a disliked one the user also chose to
+    watch?); ``auc_unrated``: positives against unrated items (can it find what the user
+    likes at all?). With ``rating`` (the held-out ratings, NaN on unrated rows) and
+    ``predicted`` (a rating model's predictions), ``rmse`` over the rated rows too.
+    """
+    kinds = np.asarray(pair, dtype=object)
+    s = np.asarray(score, dtype=np.float64)
+    if kinds.shape != s.shape:
+        raise ValueError(f"pair has {kinds.size} rows but score has {s.size}")
+    unknown = set(pd.unique(kinds)) - set(PAIR_KINDS)
+    if unknown:
+        raise ValueError(f"pair kinds must be in {PAIR_KINDS}, got {sorted(map(str, unknown))}")
+    pos = s[kinds == "positive"]
+    out = {
+        "auc": score_auc(pos, s[kinds == "negative"]),
+        "auc_unrated": score_auc(pos, s[kinds == "unrated"]),
+    }
+    if predicted is not None:
+        if rating is None:
+            raise ValueError("rmse needs the held-out ratings beside the predictions")
+        rated = kinds != "unrated"
+        truth = _finite(np.asarray(rating, dtype=np.float64)[rated], "ratings")
+        guess = _finite(np.asarray(predicted, dtype=np.float64)[rated], "predicted ratings")
+        out["rmse"] = float(np.sqrt(np.mean((truth - guess) ** 2))) if truth.size else None
+    return out
+
+
 def _finite(values, what: str, shape: tuple | None = None) -> np.ndarray:
     try:
         a = np.asarray(values, dtype=np.float64)

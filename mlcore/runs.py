@@ -172,9 +172,10 @@ class TrainingRun:
         return self.settings.seed
 
     def features(self, file_name: str) -> Path:
-        """The local path of an exported feature file; TrainingError when it is missing."""
+        """The local path of an exported feature file, or of a folder of shards (``"x/"``);
+        TrainingError when it is missing."""
         path = self.folder / file_name
-        if not path.is_file():
+        if not (path.is_dir() if file_name.endswith("/") else path.is_file()):
             where = self.lake.url(f"{features_prefix(self.name, self.ds)}/{file_name}")
             raise TrainingError(
                 f"no {self.name} features at {where}: run the features step for {self.ds}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlcore import pipelines
 from mlcore.config import Settings, load_settings, parse_ds
+from mlcore.contract import SHARD_ROW_STEP
 from mlcore.lake import features_prefix, open_lake
 from mlcore.sources import get_source
 from mlcore.warehouse import SQL_ROOT, open_warehouse
@@ -132,17 +133,39 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
         exported = {}
         with tempfile.TemporaryDirectory(prefix="nightshift-features-") as tmp:
             for file_name, table in spec.feature_exports.items():
-                # Sorted, so the same features give the same bytes: the trainer's data
-                # fingerprint, the model version and the models themselves depend on it.
-                # COPY cannot bind its target; the path is our own temporary file.
-                con.execute(
-                    f"copy (select * from {table} order by all) to '{Path(tmp) / file_name}' "
-                    "(format parquet, row_group_size 1000000)"
-                )
+                _export(con, table, Path(tmp) / file_name, spec.shard_rows)
                 exported[file_name] = con.execute(f"select count(*) from {table}").fetchone()[0]
             lake.replace_prefix(features_prefix(pipeline, day), tmp)
     log.info("features for %s ds=%s: %s", pipeline, day, exported)
     return {"sql": [st.get("name") for st in steps], "exported": exported}
+
+
+def _export(con, table: str, target: Path, shard_rows: int) -> None:
+    """Write ``table`` to ``target``: one Parquet file, or (``target`` named ``x/``) a folder of
+    shards ``part-00000.parquet``, … of at most ``shard_rows`` rows each.
+
+    Rows are sorted, so the same features give the same bytes: the trainer's data fingerprint,
+    the model version and the models themselves depend on it. COPY cannot bind its target; the
+    path is our own temporary file.
+    """
+    query = f"select * from {table} order by all"
+    if target.suffix == ".parquet":
+        con.execute(f"copy ({query}) to '{target}' (format parquet, row_group_size 1000000)")
+        return
+    # One row group per file; DuckDB sizes row groups in multiples of SHARD_ROW_STEP.
+    rows = shard_rows // SHARD_ROW_STEP * SHARD_ROW_STEP
+    con.execute(
+        f"copy ({query}) to '{target}' (format parquet, row_group_size {rows}, "
+        "row_groups_per_file 1, per_thread_output false)"
+    )
+    import pyarrow.parquet as pq
+
+    written = sorted(target.glob("*.parquet"), key=lambda p: int(p.stem.rpartition("_")[2]))
+    for i, path in enumerate(written):
+        n = pq.ParquetFile(path).metadata.num_rows
+        if n > shard_rows:  # DuckDB's row-group sizing changed: fail rather than mislabel
+            raise RuntimeError(f"{table}: shard {path.name} holds {n} rows > {shard_rows}")
+        path.rename(target / f"part-{i:05d}.parquet")
 
 
 def train(pipeline: str, ds: str, settings: Settings | None = None) -> dict:

@@ -51,6 +51,29 @@ def test_a_bad_pipeline_is_refused():
         Pipeline(**{**base, "tables": (TABLE, TABLE)})
     with pytest.raises(ContractError, match="not a features"):
         Pipeline(**{**base, "feature_exports": {"x.parquet": "staging.x"}})
+    for bad in ("x.csv", "a/b.parquet", "a/b/", "/"):
+        with pytest.raises(ContractError, match="no file name"):
+            Pipeline(**{**base, "feature_exports": {bad: "features.x"}})
+    with pytest.raises(ContractError, match="shard_rows"):
+        Pipeline(**{**base, "shard_rows": 100})
+    assert Pipeline(**{**base, "feature_exports": {"x/": "features.x"}}).shard_rows == 200_000
+
+
+def test_a_folder_export_writes_ordered_shards_of_at_most_shard_rows(tmp_path):
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from mlcore.steps import _export
+
+    con = duckdb.connect()
+    con.execute("create table t as select (9999 - range) as i from range(10000)")
+    _export(con, "t", tmp_path / "t", 4100)
+    shards = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert shards == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    sizes = [pq.ParquetFile(tmp_path / "t" / s).metadata.num_rows for s in shards]
+    assert max(sizes) <= 4100 and sum(sizes) == 10000
+    values = pads.dataset(tmp_path / "t").to_table().column("i").to_pylist()
+    assert values == list(range(10000))  # sorted across shards, in shard order
 
 
 def test_a_publish_query_off_the_declared_schema_publishes_nothing(tmp_path):

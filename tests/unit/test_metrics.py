@@ -300,3 +300,26 @@ def test_seasonal_naive_scale():
 def test_forecast_metrics_bad_input_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         forecast_metrics(**kwargs)
+
+
+def test_pair_metrics_hand_computed():
+    from mlcore.metrics import pair_metrics
+
+    # positives 3.0, 1.0; negatives 2.0, 1.0; unrated -1.0, 0.5
+    # auc: pairs (3>2) 1, (3>1) 1, (1<2) 0, (1=1) 0.5 -> 2.5 / 4
+    # auc_unrated: every positive beats both unrated -> 1.0
+    out = pair_metrics(
+        ["positive", "positive", "negative", "negative", "unrated", "unrated"],
+        [3.0, 1.0, 2.0, 1.0, -1.0, 0.5],
+        rating=[5.0, 4.0, 2.0, 3.0, np.nan, np.nan],
+        predicted=[4.0, 4.0, 3.0, 3.0, 9.0, 9.0],  # unrated rows ignored by rmse
+    )
+    assert out["auc"] == pytest.approx(0.625)
+    assert out["auc_unrated"] == pytest.approx(1.0)
+    assert out["rmse"] == pytest.approx(math.sqrt((1 + 0 + 1 + 0) / 4))
+    assert set(pair_metrics(["positive"], [1.0])) == {"auc", "auc_unrated"}
+    assert pair_metrics(["positive"], [1.0])["auc"] is None  # no negative: undefined
+    with pytest.raises(ValueError, match="pair kinds"):
+        pair_metrics(["liked"], [1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        pair_metrics(["positive", "negative"], [np.nan, 1.0])
