@@ -173,7 +173,9 @@ def _data_folder(spec: Pipeline, options: dict[str, dict], seed: int) -> str:
     parts = []
     for source in spec.sources:
         opts = "-".join(
-            f"{k}{int(v) if isinstance(v, bool) else v}" for k, v in options[source].items()
+            f"{k}{int(v) if isinstance(v, bool) else v}"
+            for k, v in options[source].items()
+            if v is not None  # an option left to the generator's own default
         )
         parts.append(f"{source}-{opts}" if opts else source)
     return "+".join(parts) + f"-s{seed}"

@@ -1,15 +1,21 @@
 """Load a raw delivery from the lake into ``raw.<source>_<table>``, with lineage and no guessing.
 
-Every file is read by DuckDB against its declared schema (mlcore/sources.py). A line that
+Every file is read by DuckDB against its declared schema (mlcore/sources). A line that
 cannot be parsed or cast is not dropped silently: it goes to ``ops.rejected_lines`` with its
 file, line number and reason, and the rest of the file loads. A file that drifted from its
-schema (a declared key that no line of a JSONL file has, a CSV header that is not the declared
+schema (a declared key that no line of a JSONL file has, a CSV header that is not the layout's
 columns) is refused, naming the columns. Loading the same delivery again replaces what the
 first load wrote, so re-runs never duplicate rows.
+
+A table delivered in one of several layouts (``TableSpec.variants``) is read in the layout
+whose file the delivery holds (``_source_file`` names it); a delivery holding two layouts of
+one table is refused. Files are streamed by DuckDB whatever their size: only a layout that may
+be UTF-8 or Latin-1 is first scanned in Python (in chunks) to tell which.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import gzip
@@ -22,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from mlcore.lake import Lake, raw_prefix
-from mlcore.sources import SourceSpec, TableSpec
+from mlcore.sources import FileVariant, SourceSpec, TableSpec
 from mlcore.warehouse import ident, table_exists, transaction
 
 log = logging.getLogger(__name__)
@@ -121,6 +127,11 @@ def _json_path(column: str) -> str:
     return "$." + _quote(column)
 
 
+def _sql_text(value: str) -> str:
+    """A SQL string literal (for names from a source module, never for data)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _jsonl_select(spec: TableSpec) -> str:
     """SQL over ``_lines(line, raw)`` that parses, casts and explains every line.
 
@@ -161,7 +172,7 @@ def _jsonl_select(spec: TableSpec) -> str:
             select ordinality as line, raw
             from read_csv(?, columns = {{'raw': 'varchar'}}, header = false, delim = e'\\x1f',
                           quote = '', escape = '', auto_detect = false, strict_mode = false,
-                          null_padding = true, compression = ?, {_REJECTS})
+                          null_padding = true, compression = ?, encoding = ?, {_REJECTS})
             with ordinality
         ), parsed as (
             -- json_* functions raise on malformed text, so only valid lines reach them
@@ -192,52 +203,80 @@ def _jsonl_select(spec: TableSpec) -> str:
 
 
 def _read_jsonl(
-    con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec, parsed: str, compression: str
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    spec: TableSpec,
+    layout: FileVariant,
+    parsed: str,
+    compression: str,
+    encoding: str,
 ) -> None:
     con.execute(
-        f"create or replace temp table {parsed} as {_jsonl_select(spec)}", [str(path), compression]
+        f"create or replace temp table {parsed} as {_jsonl_select(spec)}",
+        [str(path), compression, encoding],
     )
     _add_reader_rejects(con, parsed)
 
 
 def _read_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, spec: TableSpec, parsed: str, compression: str
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    spec: TableSpec,
+    layout: FileVariant,
+    parsed: str,
+    compression: str,
+    encoding: str,
 ) -> None:
-    """Read a CSV as text against the declared column count, then cast column by column.
+    """Read a CSV as text against the layout's column count, then cast column by column.
 
     Rows with the wrong field count are caught by DuckDB's reject store (with their line);
-    type problems are found by try_cast, as for JSONL.
+    type problems are found by try_cast, as for JSONL. Each declared column is the layout's
+    file column at its position, or its derivation over the file's columns (``derive``).
     """
-    header_lines = 1 if spec.csv_header else 0
-    cols = "{" + ", ".join(f"'{c}': 'varchar'" for c in spec.columns) + "}"
+    header_lines = 1 if layout.header else 0
+    file_columns = layout.file_columns(spec.columns)
+    cols = "{" + ", ".join(f"{_sql_text(c)}: 'varchar'" for c in file_columns) + "}"
     values, problems = [], []
+    sources = layout.sources(spec.columns)
     for col, typ in spec.columns.items():
-        q = _quote(col)
+        text = sources[col]
         value, problem = _checked(
-            col, typ, f"try_cast({q} as {typ})", f"({q} is not null and {q} <> '')", q
+            col,
+            typ,
+            f"try_cast({text} as {typ})",
+            f"({text} is not null and {text}::varchar <> '')",
+            f"{text}::varchar",
         )
-        values.append(f"{value} as {q}")
+        values.append(f"{value} as {_quote(col)}")
         problems.append(problem)
-    text_cols = ", ".join(_quote(c) for c in spec.columns)
+    text_cols = ", ".join(_quote(c) for c in file_columns)
     # One streaming pass, as for JSONL; the text of a row is kept only when it is rejected.
     con.execute(
         f"""
         create or replace temp table {parsed} as
         with text as (
             select ordinality + {header_lines} as line, *
-            from read_csv(?, columns = {cols}, header = {str(spec.csv_header).lower()},
-                          delim = ?, auto_detect = false, compression = ?, {_REJECTS})
+            from read_csv($path, columns = {cols}, header = {str(layout.header).lower()},
+                          delim = $delim, quote = $quote, escape = $quote,
+                          auto_detect = false, compression = $compression,
+                          encoding = $encoding, {_REJECTS})
             with ordinality
         ), checked as (
             select line, nullif(concat_ws('; ', {", ".join(problems)}), '') as _reason,
-                   {", ".join(values)}, concat_ws(',', {text_cols}) as raw
+                   {", ".join(values)}, concat_ws($delim, {text_cols}) as raw
             from text
         )
         select * replace (case when _reason is not null then raw end as raw),
                []::varchar[] as _extra_keys
         from checked
         """,
-        [str(path), spec.csv_delimiter, compression],
+        {
+            "path": str(path),
+            "delim": layout.delimiter,
+            "quote": layout.quote,
+            "compression": compression,
+            "encoding": encoding,
+        },
     )
     _add_reader_rejects(con, parsed)
 
@@ -249,17 +288,24 @@ def _add_reader_rejects(con: duckdb.DuckDBPyConnection, parsed: str) -> None:
     later row would be numbered one line too early. Each refused line at file line ``r_i``
     (the i-th refused, in file order) shifts the rows after it by one; a returned row sits
     after it when its provisional number exceeds ``r_i - i``.
+
+    The reader logs a line that lacks several columns once per missing column: each refused
+    line is counted once, with its first error.
     """
     try:
         if con.execute("select count(*) from _read_rejects").fetchone()[0] == 0:
             return
+        con.execute(
+            "create or replace temp table _refused_lines as select * from _read_rejects "
+            "qualify row_number() over (partition by line order by column_idx) = 1"
+        )
         con.execute(
             f"""
             create or replace temp table {parsed} as
             with refused as (
                 -- rows returned before the i-th refused line: its line minus i
                 select line - row_number() over (order by line) as before
-                from _read_rejects
+                from _refused_lines
             ), shift_per_row as (
                 -- a returned row numbered above `before` is `shift` lines further down
                 select before, sum(n) over (order by before) as shift
@@ -272,10 +318,13 @@ def _add_reader_rejects(con: duckdb.DuckDBPyConnection, parsed: str) -> None:
         con.execute(
             f"insert into {parsed} by name "
             f"select line, left(csv_line, {MAX_REJECTED_LINE_CHARS}) as raw, "
-            "error_type || ': ' || error_message as _reason from _read_rejects"
+            "error_type || ': ' || error_message as _reason from _refused_lines"
         )
     finally:
-        con.execute("drop table if exists _read_rejects; drop table if exists _read_scans")
+        con.execute(
+            "drop table if exists _read_rejects; drop table if exists _read_scans; "
+            "drop table if exists _refused_lines"
+        )
 
 
 def _compression(path: Path, shown: str) -> str:
@@ -296,17 +345,46 @@ def _reader_error(error: duckdb.Error) -> str:
     return "".join(c if c.isprintable() else "?" for c in first)[:200]
 
 
+def _encoding(path: Path, layout: FileVariant, compression: str) -> str:
+    """The encoding to read ``path`` with: the layout's, or for ``utf-8|latin-1`` UTF-8 when
+    every byte sequence of the file is valid UTF-8, else Latin-1 (which reads any byte).
+
+    The file is decoded in Python in 1 MB chunks (the small catalogue files that need it).
+    """
+    if layout.encoding != "utf-8|latin-1":
+        return layout.encoding
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    opener = gzip.open if compression == "gzip" else open
+    try:
+        with opener(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "latin-1"
+    except (OSError, EOFError, zlib.error):
+        pass  # the reader says what is wrong with the file
+    return "utf-8"
+
+
 def _parse_file(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, shown: str, parsed: str
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    layout: FileVariant,
+    path: Path,
+    shown: str,
+    parsed: str,
 ) -> None:
-    """Parse one delivered file into the temp table ``parsed`` (good rows and rejected lines)."""
+    """Parse one delivered file, in its ``layout``, into the temp table ``parsed`` (good rows
+    and rejected lines)."""
     compression = _compression(path, shown)
-    if spec.format == "csv" and spec.csv_header:
-        _check_csv_header(path, spec, shown, compression)
-    reader = _read_jsonl if spec.format == "jsonl" else _read_csv
+    encoding = _encoding(path, layout, compression)
+    if layout.format == "csv" and layout.header:
+        _check_csv_header(path, spec, layout, shown, compression, encoding)
+    reader = _read_jsonl if layout.format == "jsonl" else _read_csv
     con.execute("drop table if exists _read_rejects; drop table if exists _read_scans")
     try:
-        reader(con, path, spec, parsed, compression)
+        reader(con, path, spec, layout, parsed, compression, encoding)
     except duckdb.Error as e:
         raise IngestError(f"{shown}: cannot read the file: {_reader_error(e)}") from None
     if compression == "none" and not _ends_with_newline(path):
@@ -320,7 +398,7 @@ def _parse_file(
                 f"{shown}: the file ends in the middle of line {last[0]} ({last[1]}): it looks "
                 "cut short; nothing was loaded"
             )
-    if spec.format == "jsonl":
+    if layout.format == "jsonl":
         _check_declared_keys(con, parsed, shown)
 
 
@@ -375,8 +453,19 @@ def _check_declared_keys(con: duckdb.DuckDBPyConnection, parsed: str, shown: str
     )
 
 
-def _check_csv_header(path: Path, spec: TableSpec, shown: str, compression: str) -> None:
-    """Refuse a CSV whose header is not the declared columns, in order.
+def _header_fields(line: str, layout: FileVariant) -> list[str]:
+    """The fields of a header line, split as the layout's reader splits them."""
+    if not line:
+        return []
+    if not layout.quote or len(layout.delimiter) > 1:
+        return line.rstrip("\r\n").split(layout.delimiter)
+    return next(csv.reader([line], delimiter=layout.delimiter, quotechar=layout.quote), [])
+
+
+def _check_csv_header(
+    path: Path, spec: TableSpec, layout: FileVariant, shown: str, compression: str, encoding: str
+) -> None:
+    """Refuse a CSV whose header is not the layout's columns, in order.
 
     Columns are read by position: a renamed header would load silently, a column more or
     less would put every row in ops.rejected_lines with a field count, and columns in
@@ -384,15 +473,15 @@ def _check_csv_header(path: Path, spec: TableSpec, shown: str, compression: str)
     """
     opener = gzip.open if compression == "gzip" else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        with opener(path, "rt", encoding=encoding, errors="replace", newline="") as f:
             first = f.readline(1 << 20)  # a header, not a whole file without newlines
-        header = next(csv.reader([first], delimiter=spec.csv_delimiter), [])
+        header = _header_fields(first, layout)
     except (OSError, EOFError, zlib.error, csv.Error):
         return  # the reader says what is wrong with the file
     if not header:
         return  # an empty file: nothing loads, and validation says so
     header = [h.lstrip("\ufeff").strip() for h in header]
-    declared = list(spec.columns)
+    declared = list(layout.file_columns(spec.columns))
     if header == declared:
         return
     missing = [c for c in declared if c not in header]
@@ -467,28 +556,41 @@ def _replace_table(
     return rows, rejected
 
 
-def _delivered_files(source: SourceSpec, ds: dt.date, prefix: str, keys: list[str], url) -> dict:
-    """{table: file name in the delivery}: each table's file, plain or gzipped (``.gz``).
+def _delivered_files(
+    source: SourceSpec, ds: dt.date, prefix: str, keys: list[str], url
+) -> dict[str, tuple[str, FileVariant]]:
+    """{table: (file name in the delivery, its layout)}: each table's file, in one of its
+    layouts (``TableSpec.layouts``), plain or gzipped (``.gz``).
 
-    A missing file or one delivered both ways is an IngestError, before anything loads;
-    files no table reads are logged and left alone.
+    A missing file, or a table delivered twice (plain and gzipped, or in two layouts), is an
+    IngestError, before anything loads; files no table reads are logged and left alone.
     """
     present = {key.rsplit("/", 1)[-1] for key in keys}
     files, missing = {}, []
     for spec in source.tables:
-        found = [name for name in (spec.file, f"{spec.file}.gz") if name in present]
+        found = [
+            (name, layout)
+            for layout in spec.layouts
+            for name in (layout.file, f"{layout.file}.gz")
+            if name in present
+        ]
         if len(found) > 1:
-            raise IngestError(
-                f"{source.name}: delivery {ds} holds both {' and '.join(found)}: deliver one"
-            )
+            names = [name for name, _ in found]
+            listed = " and ".join([", ".join(names[:-1]), names[-1]])
+            if len(names) == 2:
+                listed = "both " + listed
+            if len({layout.file for _, layout in found}) > 1:
+                listed += f" (layouts of table {spec.name})"
+            raise IngestError(f"{source.name}: delivery {ds} holds {listed}: deliver one")
         if not found:
-            missing.append(spec.file)
+            others = [layout.file for layout in spec.variants]
+            missing.append(spec.file + (f" (or {', '.join(others)})" if others else ""))
         else:
             files[spec.name] = found[0]
     if missing:
         # Checked before anything loads, so a partial delivery changes nothing.
         raise IngestError(f"{source.name}: delivery {ds} has no {', '.join(missing)} (in {url})")
-    unexpected = sorted(present - set(files.values()))
+    unexpected = sorted(present - {name for name, _ in files.values()})
     if unexpected:
         log.warning(
             "%s: delivery %s: ignored files no table reads: %s", source.name, ds, unexpected
@@ -518,14 +620,15 @@ def ingest_delivery(
             for spec in source.tables:
                 started = time.perf_counter()
                 parsed[spec.name] = f'"_parsed_{spec.name}"'
-                shown = f"{source.name}: {files[spec.name]} of delivery {ds}"
-                _parse_file(con, spec, Path(local) / files[spec.name], shown, parsed[spec.name])
+                name, layout = files[spec.name]
+                shown = f"{source.name}: {name} of delivery {ds}"
+                _parse_file(con, spec, layout, Path(local) / name, shown, parsed[spec.name])
                 seconds[spec.name] = time.perf_counter() - started
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             with transaction(con):
                 for spec in source.tables:
                     started = time.perf_counter()
-                    key = f"{prefix}/{files[spec.name]}"
+                    key = f"{prefix}/{files[spec.name][0]}"
                     rows, rejected = _replace_table(
                         con, source, spec, ds, key, parsed[spec.name], now
                     )

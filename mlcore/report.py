@@ -16,6 +16,15 @@ def metrics_table(result: dict, kind: str = "binary", k: int | None = None) -> s
     """The latest run's models and baselines, one row each, with the metrics of its kind."""
     from mlcore.evaluation import metric_names
 
+    if k is None and kind in ("ranking", "recall"):
+        # the gate's cut-off: the smallest the run reported (its k; ks adds larger ones)
+        cutoffs = {
+            int(name.split("@")[1])
+            for model in result["models"].values()
+            for name in model.get("metrics", {})
+            if name.startswith("recall@")
+        }
+        k = min(cutoffs, default=None)
     METRICS = metric_names(kind, k)
     lines = [f"{result.get('pipeline')} run {result.get('version')} (ds {result.get('ds')})"]
     lines.append(f"{'model':<20}{'status':<11}" + "".join(f"{m:>12}" for m in METRICS))

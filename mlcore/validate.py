@@ -20,6 +20,16 @@ A delivery fails (:class:`ValidationFailed`) when a critical table-level rule fa
 rows breaking critical row-level rules, together with the lines ingest rejected
 (``ops.rejected_lines``), exceed ``max_bad_row_share`` of the delivered lines. The results,
 the quarantine rows and the Data Docs are written first, so that ops can see why.
+
+Two things a suite may say beyond GX's built-in expectations, for every source:
+
+- a bound that depends on the delivery, as a GX suite parameter ``{"$PARAMETER": name}`` with a
+  name of :data:`DELIVERY_PARAMETERS` (``"max_value": {"$PARAMETER": "ds_end_epoch"}``: no
+  timestamp after the delivery day). GX gets the values with the run, the SQL binds ``$ds``;
+- a reference to another table of the same source: an ``unexpected_rows_expectation`` with
+  ``kwargs.column`` and ``meta.references: "raw.<source>_<table>.<column>"`` (the values of
+  ``column`` must be among that column's values in the same delivery; nulls are not checked).
+  Its GX query is generated (:func:`reference_query`), and it is row-level like any other.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import copy
 import datetime as dt
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +60,19 @@ SEVERITIES = ("critical", "warning")
 REQUIRED_LINEAGE = ("_source_file", "_line", "ds")
 # Data Docs builds a static site; this is the page to link from the UI and alerts.
 DATA_DOCS_INDEX = "index.html"
+# Values of the delivery a suite may use where GX takes a value, as {"$PARAMETER": name}: the
+# SQL that computes each from the bound ``$ds``, and its meaning.
+DELIVERY_PARAMETERS = {
+    "ds_start_epoch": (
+        "epoch($ds::date::timestamp)::bigint",
+        "unix seconds at the start of the delivery day (UTC)",
+    ),
+    "ds_end_epoch": (
+        "epoch(($ds::date + 1)::timestamp)::bigint",
+        "unix seconds at the end of the delivery day: the next midnight (UTC)",
+    ),
+}
+_REFERENCE = re.compile(r"^(raw\.[a-z_][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 class ValidationFailed(RuntimeError):
@@ -113,6 +137,8 @@ class Rule:
     kwargs: dict[str, Any]
     severity: str
     row_level: bool
+    # (raw table, column) whose values ``kwargs["column"]`` must take (``meta.references``)
+    references: tuple[str, str] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -173,7 +199,10 @@ def suite_rules(suite: dict[str, Any]) -> list[Rule]:
             raise ValueError(f"{where}: meta.severity must be one of {SEVERITIES}")
         if not isinstance(row_level, bool):
             raise ValueError(f"{where}: meta.row_level must be true or false")
-        rule = Rule(name, exp["type"], dict(exp.get("kwargs") or {}), severity, row_level)
+        kwargs = dict(exp.get("kwargs") or {})
+        _check_parameters(kwargs, where)
+        references = _references(exp["type"], kwargs, meta.get("references"), where)
+        rule = Rule(name, exp["type"], kwargs, severity, row_level, references)
         if row_level:
             rule_sql(rule, {})  # raises for a rule that cannot pick out its rows
         rules.append(rule)
@@ -181,6 +210,55 @@ def suite_rules(suite: dict[str, Any]) -> list[Rule]:
     if len(set(names)) != len(names):
         raise ValueError(f"suite {suite['name']!r}: rule names must be unique: {names}")
     return rules
+
+
+def _check_parameters(kwargs: dict[str, Any], where: str) -> None:
+    """Refuse a suite parameter that is not one of DELIVERY_PARAMETERS, or that stands where
+    the SQL translation takes no parameter (anywhere but ``min_value`` and ``max_value``)."""
+    for key, value in kwargs.items():
+        if not (isinstance(value, dict) and "$PARAMETER" in value):
+            continue
+        if key not in ("min_value", "max_value"):
+            raise ValueError(f"{where}: a $PARAMETER may only stand for min_value or max_value")
+        if value["$PARAMETER"] not in DELIVERY_PARAMETERS:
+            raise ValueError(
+                f"{where}: {key} names the unknown parameter {value['$PARAMETER']!r} "
+                f"(known: {', '.join(DELIVERY_PARAMETERS)})"
+            )
+
+
+def _references(
+    type_: str, kwargs: dict[str, Any], references: Any, where: str
+) -> tuple[str, str] | None:
+    """``meta.references`` as (raw table, column), checked, or None."""
+    if references is None:
+        return None
+    match = _REFERENCE.match(references) if isinstance(references, str) else None
+    if match is None:
+        raise ValueError(f"{where}: meta.references must read raw.<table>.<column>")
+    if type_ != "unexpected_rows_expectation" or set(kwargs) != {"column"}:
+        raise ValueError(
+            f"{where}: a reference is an unexpected_rows_expectation whose only kwarg is column"
+        )
+    return match.group(1), match.group(2)
+
+
+def delivery_parameters(ds: dt.date) -> dict[str, Any]:
+    """The values of DELIVERY_PARAMETERS for the delivery ``ds`` (what GX is given)."""
+    start = (ds - dt.date(1970, 1, 1)).days * 86_400
+    return {"ds_start_epoch": start, "ds_end_epoch": start + 86_400}
+
+
+def reference_query(rule: Rule, ds: dt.date) -> str:
+    """GX's query for a reference rule: the batch rows whose value the referenced column of the
+    same delivery lacks (``ds`` is a date, checked on entry: its ISO text is safe)."""
+    table, ref = rule.references
+    col, ref = qi(rule.kwargs["column"]), qi(ref)
+    return (
+        f"select * from {{batch}} where {col} is not null and {col} not in "
+        f"(select {ref} from {ident(table)} where ds = DATE '{ds.isoformat()}' "
+        f"and {ref} is not null)"
+    )
 
 
 # ---- rules as SQL -------------------------------------------------------------------------------
@@ -254,15 +332,22 @@ def condition_sql(cond: Any, params: dict[str, Any]) -> str:
     raise ValueError(f"unsupported row_condition type {kind!r}")
 
 
+def _value(params: dict[str, Any], value: Any) -> str:
+    """A bound value's placeholder, or the SQL of a delivery parameter (over ``$ds``)."""
+    if isinstance(value, dict) and "$PARAMETER" in value:
+        return f"({DELIVERY_PARAMETERS[value['$PARAMETER']][0]})"
+    return _bind(params, value)
+
+
 def _between(col: str, kw: dict[str, Any], params: dict[str, Any]) -> str:
     c, parts = qi(col), []
     if kw.get("min_value") is not None:
         parts.append(
-            f"{c} {'<=' if kw.get('strict_min') else '<'} {_bind(params, kw['min_value'])}"
+            f"{c} {'<=' if kw.get('strict_min') else '<'} {_value(params, kw['min_value'])}"
         )
     if kw.get("max_value") is not None:
         parts.append(
-            f"{c} {'>=' if kw.get('strict_max') else '>'} {_bind(params, kw['max_value'])}"
+            f"{c} {'>=' if kw.get('strict_max') else '>'} {_value(params, kw['max_value'])}"
         )
     if not parts:
         raise ValueError("expect_column_values_to_be_between needs min_value or max_value")
@@ -274,11 +359,20 @@ def rule_sql(rule: Rule, params: dict[str, Any]) -> RuleSql:
 
     Mirrors GX's SQL semantics: map rules skip nulls (except not_be_null), a row condition
     restricts the domain first, and compound uniqueness ignores rows with a null key part
-    (GX joins the group counts back on equality, which a null never satisfies).
+    (GX joins the group counts back on equality, which a null never satisfies). Delivery
+    parameters and references read the delivery date from ``$ds``, which the caller binds.
     """
     kw = rule.kwargs
     cond = condition_sql(kw.get("row_condition"), params)
     col = kw.get("column")
+    if rule.references is not None:
+        table, ref = rule.references
+        c, r = qi(col), qi(ref)
+        pred = (
+            f"coalesce({c} is not null and {c} not in (select {r} from {ident(table)} "
+            f"where ds = $ds and {r} is not null), false)"
+        )
+        return RuleSql(pred, pred)
     simple = {
         "expect_column_values_to_not_be_null": lambda: f"{qi(col)} is null",
         "expect_column_values_to_be_in_set": lambda: (
@@ -454,7 +548,7 @@ def _run_gx(
         for name, (raw_table, suite_json) in suites.items():
             asset = datasource.add_query_asset(name, query=_batch_query(raw_table, ds))
             batch = asset.add_batch_definition_whole_table(f"ds={ds.isoformat()}")
-            suite = context.suites.add(gx.ExpectationSuite(**_with_notes(suite_json)))
+            suite = context.suites.add(gx.ExpectationSuite(**_for_gx(suite_json, ds)))
             definitions.append(
                 context.validation_definitions.add(
                     gx.ValidationDefinition(name=name, data=batch, suite=suite)
@@ -468,7 +562,9 @@ def _run_gx(
                 result_format="SUMMARY",
             )
         )
-        result = checkpoint.run(run_id=RunIdentifier(run_name=run_id))
+        result = checkpoint.run(
+            run_id=RunIdentifier(run_name=run_id), expectation_parameters=delivery_parameters(ds)
+        )
         # One site build for the whole run (UpdateDataDocsAction rebuilds it once per suite).
         context.build_data_docs()
         return {r.suite_name: list(r.results) for r in result.run_results.values()}
@@ -477,14 +573,24 @@ def _run_gx(
         gx_duckdb.close_datasource(datasource)
 
 
-def _with_notes(suite_json: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the suite whose expectations say, on the Data Docs suite pages, what a
-    failure does here (GX renders an expectation's ``notes`` there, not its ``meta``)."""
+def _for_gx(suite_json: dict[str, Any], ds: dt.date) -> dict[str, Any]:
+    """A copy of the suite as GX runs it for the delivery ``ds``: each expectation says, on the
+    Data Docs suite pages, what a failure does here (GX renders an expectation's ``notes``
+    there, not its ``meta``), and each reference rule carries its query."""
     suite = json.loads(json.dumps(suite_json))
-    for exp in suite["expectations"]:
+    for i, exp in enumerate(suite["expectations"]):
         meta = exp.get("meta") or {}
         action = "rows quarantined" if meta.get("row_level") else "reported only"
         exp.setdefault("notes", f"**{meta.get('rule')}**: {meta.get('severity')}, {action}")
+        if meta.get("references") is not None:
+            where = f"suite {suite['name']!r}, expectation {i}"
+            kwargs = exp.get("kwargs") or {}
+            references = _references(exp["type"], kwargs, meta["references"], where)
+            rule = Rule(meta.get("rule"), exp["type"], kwargs, "", False, references)
+            exp["kwargs"] = {
+                "unexpected_rows_query": reference_query(rule, ds),
+                "description": f"{kwargs['column']} is a {meta['references']} of the delivery",
+            }
     return suite
 
 
@@ -514,10 +620,13 @@ def _describe_failure(rule: Rule, result: dict[str, Any]) -> str:
 
 def _result_fields(result) -> dict[str, Any]:
     r = result.result or {}
+    unexpected = r.get("unexpected_count")
+    if unexpected is None and result.expectation_config.type == "unexpected_rows_expectation":
+        unexpected = r.get("observed_value")  # the rows its query returned
     return {
         "success": bool(result.success),
         "element_count": r.get("element_count"),
-        "unexpected_count": r.get("unexpected_count"),
+        "unexpected_count": unexpected,
         "unexpected_percent": r.get("unexpected_percent"),
         "observed_value": r.get("observed_value"),
         "partial_unexpected_list": r.get("partial_unexpected_list"),
@@ -817,6 +926,14 @@ def validate_source(
         for t in source.tables
     }
     rules = {name: suite_rules(suite) for name, suite in suites.items()}
+    own = {source.raw_table(t.name) for t in source.tables}
+    for name, table_rules in rules.items():
+        for rule in table_rules:
+            if rule.references is not None and rule.references[0] not in own:
+                raise ValueError(
+                    f"suite {suites[name]['name']!r}, rule {rule.name!r}: references "
+                    f"{rule.references[0]}, not a table of source {source.name}"
+                )
     runnable: dict[str, str] = {}  # table -> raw table
     for name in suites:
         raw_table = source.raw_table(name)

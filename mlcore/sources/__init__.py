@@ -11,6 +11,12 @@ Its staging SQL (rename and cast, shared by every pipeline that reads it) is ``s
 its expectation suites ``expectations/<name>_<table>.json``. Registering a source is one line
 in ``REGISTERED`` below. Importing this package is cheap: the generators are named by
 reference and imported when used.
+
+A table may be delivered in several layouts (MovieLens ships ``ratings.csv``, ``ratings.dat``
+or ``u.data``): its :class:`TableSpec` file is the default layout and ``variants`` lists the
+others (:class:`FileVariant`: file name, delimiter, quoting, encoding, the file's own columns
+and how each declared column is derived from them). Ingest reads whichever one the delivery
+holds; every layout lands in the same ``raw.<source>_<table>``, with the same declared columns.
 """
 
 from __future__ import annotations
@@ -21,25 +27,118 @@ from typing import Any
 from mlcore.contract import check_name, load_ref, load_registered
 
 # The registered sources, one module each under mlcore/sources/. Adding a source: one line here.
-REGISTERED = ("pozytywka",)
+REGISTERED = ("pozytywka", "movielens")
 
 LINEAGE_COLUMNS = ("_source_file", "_line", "_ingested_at", "ds")
+
+
+FORMATS = ("jsonl", "csv")
+# "utf-8|latin-1": UTF-8 when the file's bytes are valid UTF-8, else Latin-1 (ISO-8859-1).
+ENCODINGS = ("utf-8", "latin-1", "utf-8|latin-1")
+
+
+@dataclass(frozen=True)
+class FileVariant:
+    """One layout in which a table may be delivered, told apart by its file name.
+
+    - ``file``: the name in the delivery (read plain or gzipped as ``<file>.gz``);
+    - ``format``: ``csv`` or ``jsonl`` (a JSONL layout takes no CSV option);
+    - ``header``: the first line names the columns; it must be ``columns``, in order;
+    - ``delimiter``: between fields, one character or several (``::``);
+    - ``quote``: the quote character (doubled inside a quoted field), ``""`` for none: every
+      delimiter then splits, and a ``"`` or a ``,`` in a field is plain text;
+    - ``encoding``: one of :data:`ENCODINGS`;
+    - ``columns``: the file's own columns, in order (default: the table's declared columns);
+    - ``derive``: {declared column: SQL expression over the file's columns, all text}; a
+      declared column not derived is read from the file column at its own position;
+    - ``doc``: which deliveries use the layout (``ml-1m, ml-10m``).
+
+    Every declared column is then cast and checked as for any file (rejected lines, implausible
+    values); a derived value that does not cast is a rejected line naming the column.
+    """
+
+    file: str
+    format: str = "csv"
+    header: bool = True
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"
+    columns: tuple[str, ...] = ()
+    derive: dict[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+    def __post_init__(self):
+        assert self.file and "/" not in self.file, f"a file name, not a path: {self.file!r}"
+        assert self.format in FORMATS, self.format
+        assert self.encoding in ENCODINGS, f"{self.file}: encoding {self.encoding!r}"
+        assert self.delimiter and len(self.quote) <= 1, f"{self.file}: delimiter or quote"
+        assert self.quote not in self.delimiter or not self.quote, f"{self.file}: quote"
+        if self.format == "jsonl":
+            assert not (self.columns or self.derive), f"{self.file}: JSONL keys are declared"
+        assert len(set(self.columns)) == len(self.columns), f"{self.file}: a column repeats"
+
+    def file_columns(self, declared) -> tuple[str, ...]:
+        """The file's columns, in order: ``columns``, or the ``declared`` ones."""
+        return tuple(self.columns) or tuple(declared)
+
+    def sources(self, declared) -> dict[str, str]:
+        """{declared column: SQL text of its value}: its derivation, else its file column."""
+        file_columns = self.file_columns(declared)
+        out = {}
+        for i, col in enumerate(declared):
+            if col in self.derive:
+                out[col] = f"({self.derive[col]})"
+            else:
+                out[col] = '"' + file_columns[i].replace('"', '""') + '"'
+        return out
+
+    def check(self, declared) -> None:
+        """Fail loudly when the layout cannot give every ``declared`` column."""
+        unknown = sorted(set(self.derive) - set(declared))
+        assert not unknown, f"{self.file}: derives undeclared columns {unknown}"
+        positional = [i for i, c in enumerate(declared) if c not in self.derive]
+        width = len(self.file_columns(declared))
+        assert all(i < width for i in positional), (
+            f"{self.file}: {width} columns cannot give declared column {max(positional) + 1}"
+        )
 
 
 @dataclass(frozen=True)
 class TableSpec:
     name: str
-    file: str
+    file: str  # the default layout's file: ``csv_*`` options below, or JSONL
     columns: dict[str, str]  # column -> DuckDB type
     key: tuple[str, ...]
     kind: str = "snapshot"  # snapshot: each delivery replaces the table; event: keyed by ds
     format: str = "jsonl"  # jsonl | csv
     csv_header: bool = True
     csv_delimiter: str = ","
+    # The default layout's own column names (its header), by position, when they are not the
+    # declared names (MovieLens writes userId for the declared user_id).
+    csv_columns: tuple[str, ...] = ()
+    # Other layouts the table may come in (the delivery holds one of them): FileVariant.
+    variants: tuple[FileVariant, ...] = ()
 
     def __post_init__(self):
         assert self.kind in ("snapshot", "event"), self.kind
-        assert self.format in ("jsonl", "csv"), self.format
+        assert self.format in FORMATS, self.format
+        files = [layout.file for layout in self.layouts]
+        assert len(set(files)) == len(files), f"table {self.name}: a file name repeats: {files}"
+        for layout in self.layouts:
+            layout.check(self.columns)
+
+    @property
+    def layouts(self) -> tuple[FileVariant, ...]:
+        """Every layout the table may be delivered in, the default (``file``) first."""
+        default = FileVariant(
+            self.file,
+            self.format,
+            header=self.csv_header,
+            delimiter=self.csv_delimiter,
+            columns=self.csv_columns if self.format == "csv" else (),
+            doc="default",
+        )
+        return (default, *self.variants)
 
     @property
     def raw_columns(self) -> tuple[str, ...]:
