@@ -48,9 +48,7 @@ def _read(lake: Lake, key: str) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(lake.read_bytes(key)))
 
 
-def compute(
-    kind: str, evaluation: Evaluation, rows: pd.DataFrame, truth=None, pairs=None
-) -> dict:
+def compute(kind: str, evaluation: Evaluation, rows: pd.DataFrame, truth=None, pairs=None) -> dict:
     """{model: metrics} from a run's evaluation rows, as the kind defines them."""
     from mlcore import metrics
 

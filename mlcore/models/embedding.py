@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 EMBEDDING = "embedding"
 OUTPUTS = ("sigmoid", "linear")
@@ -123,3 +123,57 @@ def embedding_matrix(model: keras.Model) -> np.ndarray:
     largest dot product (or cosine) with row ``b``.
     """
     return np.asarray(model.get_layer(EMBEDDING).get_weights()[0])
+
+
+# ---- ranking objectives on the same shared table ----------------------------------------------
+def _shared_tables(num_buckets: int, dim: int, seed: int, l2: float) -> tuple:
+    """The shared ``embedding`` table (L2 on the rows looked up, not the whole table) and the
+    per-id ``bias``: the layer names ``embedding_matrix`` and ``recall.from_keras`` read."""
+    table = layers.Embedding(
+        num_buckets,
+        dim,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+        # An activity regulariser: l2 · Σ(row²) of each looked-up row, over the batch size.
+        # (An embeddings_regularizer would decay the whole table every step, and make the
+        # gradient dense.)
+        activity_regularizer=keras.regularizers.L2(l2) if l2 else None,
+        name=EMBEDDING,
+    )
+    bias = layers.Embedding(num_buckets, 1, embeddings_initializer="zeros", name="bias")
+    return table, bias
+
+
+def bpr_loss(y_true, y_pred):
+    """BPR: ``-log σ(d) = softplus(-d)`` of the score difference ``d``; ``y_true`` is unused."""
+    del y_true
+    return ops.softplus(-y_pred)
+
+
+def build_bpr_model(
+    num_buckets: int,
+    *,
+    dim: int = 32,
+    seed: int,
+    l2: float = 1e-5,
+    learning_rate: float = 1e-3,
+) -> keras.Model:
+    """Inputs ``"user"``, ``"item"`` (a positive), ``"negative"`` (integer buckets) → the score
+    difference ``s(u, item) - s(u, negative)``, ``s(u, i) = e_u · e_i + b_i``, for BPR.
+
+    One shared table as in ``build_latent_factor_model`` (no user bias: it cancels in the
+    difference). Compiled with ``bpr_loss`` and Adam; fit it with dummy targets (zeros).
+    """
+    user = keras.Input(shape=(), dtype="int32", name="user")
+    item = keras.Input(shape=(), dtype="int32", name="item")
+    negative = keras.Input(shape=(), dtype="int32", name="negative")
+    table, bias = _shared_tables(num_buckets, dim, seed, l2)
+    e_user, e_item, e_negative = table(user), table(item), table(negative)
+    dot = layers.Dot(axes=-1)([e_user, layers.Subtract()([e_item, e_negative])])
+    difference = layers.Add(name="difference")(
+        [dot, bias(item), layers.Rescaling(-1.0)(bias(negative))]
+    )
+    model = keras.Model(
+        {"user": user, "item": item, "negative": negative}, difference, name="latent_factor_bpr"
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=bpr_loss)
+    return model

@@ -84,7 +84,11 @@ def _at_once(workspace: Path, *chains: list[list[str]]) -> list[list]:
 
 def _features(lake_root: Path, pipeline: str, ds: dt.date) -> dict[str, str]:
     folder = lake_root / features_prefix(pipeline, ds)
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))  # a folder export's shards included
+        if p.is_file()
+    }
 
 
 def _workspace(run, tmp_path: Path, name: str) -> Path:
