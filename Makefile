@@ -29,8 +29,10 @@ bootstrap: $(VENV)/.synced
 demo: bootstrap
 	$(VENV)/bin/nightshift demo --fresh
 
+# Two workers (the CI machine's two cores): the slow tests wait on child processes, Airflow
+# and the warehouse lock as much as they compute. Groups: tests/conftest.py.
 test: bootstrap
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .

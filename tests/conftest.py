@@ -176,3 +176,16 @@ def pipeline_runs(tmp_path_factory):
                 results[ds] = done
         out[name] = PipelineNights(settings, results, before, writes)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``make test``'s two workers (pytest-xdist, ``--dist loadgroup``).
+
+    Every test that reads the session's ``pipeline_runs`` (conformance, kills, concurrency)
+    runs on one worker, so the two nights of every pipeline are computed once; every other
+    file stays whole on one worker, so its module-scoped fixtures (an end-to-end run through
+    Airflow, a trained model) run once too.
+    """
+    for item in items:
+        group = "pipeline_runs" if "pipeline_runs" in item.fixturenames else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
