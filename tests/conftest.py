@@ -133,6 +133,19 @@ class PipelineNights:
     writes: dict
 
 
+class _LazyNights(dict):
+    """{pipeline: PipelineNights}, each pipeline's nights run on first use: a test worker
+    (``make test`` runs two) runs only the pipelines its tests read."""
+
+    def __init__(self, run):
+        super().__init__()
+        self._run = run
+
+    def __missing__(self, name: str) -> PipelineNights:
+        self[name] = self._run(name)
+        return self[name]
+
+
 @pytest.fixture(scope="session")
 def pipeline_runs(tmp_path_factory):
     """{pipeline: PipelineNights}, run through the steps in-process (no Airflow).
@@ -141,51 +154,58 @@ def pipeline_runs(tmp_path_factory):
     starts from the night before and compares its reruns with D2; they take their cases from
     the registries, so a new pipeline is held to them without new test code.
     """
+    return _LazyNights(lambda name: _two_nights(name, tmp_path_factory))
+
+
+def _two_nights(name: str, tmp_path_factory) -> PipelineNights:
     from mlcore import pipelines, steps
     from mlcore.config import load_settings
     from mlcore.sources import get_source
 
     kill_at = _kill_at()
-    out = {}
-    for name, spec in pipelines.PIPELINES.items():
-        root = tmp_path_factory.mktemp(f"conformance-{name}")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("NIGHTSHIFT_LAKE", str(root / "lake"))
-            mp.setenv("NIGHTSHIFT_WAREHOUSE", str(root / "warehouse.duckdb"))
-            settings = load_settings()
-            results, writes = {}, {}
-            for night, ds in enumerate(NIGHTS):
-                for source in spec.sources:
-                    src = get_source(source)
-                    src.load_synth()(root / "lake", ds, seed=NIGHTS_SEED, **src.test_nights[night])
+    spec = pipelines.get(name)
+    root = tmp_path_factory.mktemp(f"conformance-{name}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NIGHTSHIFT_LAKE", str(root / "lake"))
+        mp.setenv("NIGHTSHIFT_WAREHOUSE", str(root / "warehouse.duckdb"))
+        settings = load_settings()
+        results, writes = {}, {}
+        for night, ds in enumerate(NIGHTS):
+            for source in spec.sources:
+                src = get_source(source)
+                src.load_synth()(root / "lake", ds, seed=NIGHTS_SEED, **src.test_nights[night])
+            if night == 1:
+                before = tmp_path_factory.mktemp(f"night-before-{name}")
+                shutil.copytree(root / "lake", before / "lake")
+                shutil.copyfile(root / "warehouse.duckdb", before / "warehouse.duckdb")
+            day, done = ds.isoformat(), {}
+            chain = [
+                (step, source, f"{step} {source}")
+                for source in spec.sources
+                for step in ("ingest", "validate", "stage")
+            ] + [(step, name, step) for step in ("build_features", "train", "gate", "publish")]
+            for step, target, label in chain:
+                with kill_at.counting(kill_at._Counter(None)) as counter:
+                    done[label] = getattr(steps, step)(target, day, settings)
                 if night == 1:
-                    before = tmp_path_factory.mktemp(f"night-before-{name}")
-                    shutil.copytree(root / "lake", before / "lake")
-                    shutil.copyfile(root / "warehouse.duckdb", before / "warehouse.duckdb")
-                day, done = ds.isoformat(), {}
-                chain = [
-                    (step, source, f"{step} {source}")
-                    for source in spec.sources
-                    for step in ("ingest", "validate", "stage")
-                ] + [(step, name, step) for step in ("build_features", "train", "gate", "publish")]
-                for step, target, label in chain:
-                    with kill_at.counting(kill_at._Counter(None)) as counter:
-                        done[label] = getattr(steps, step)(target, day, settings)
-                    if night == 1:
-                        writes[(step, target)] = counter.seen
-                results[ds] = done
-        out[name] = PipelineNights(settings, results, before, writes)
-    return out
+                    writes[(step, target)] = counter.seen
+            results[ds] = done
+    return PipelineNights(settings, results, before, writes)
 
 
 def pytest_collection_modifyitems(config, items):
     """Groups for ``make test``'s two workers (pytest-xdist, ``--dist loadgroup``).
 
-    Every test that reads the session's ``pipeline_runs`` (conformance, kills, concurrency)
-    runs on one worker, so the two nights of every pipeline are computed once; every other
-    file stays whole on one worker, so its module-scoped fixtures (an end-to-end run through
-    Airflow, a trained model) run once too.
+    The tests that read one pipeline's ``pipeline_runs`` (conformance, kills, concurrency,
+    S3 faults: parametrized by ``name``) run on one worker, so that pipeline's two nights are
+    computed once; every other file stays whole on one worker, so its module-scoped fixtures
+    (an end-to-end run through Airflow, a trained model) run once too.
     """
     for item in items:
-        group = "pipeline_runs" if "pipeline_runs" in item.fixturenames else item.path.name
+        if item.get_closest_marker("xdist_group"):
+            continue  # the test names its own group
+        if "pipeline_runs" in item.fixturenames:
+            group = f"pipeline_runs-{item.callspec.params['name']}"
+        else:
+            group = item.path.name
         item.add_marker(pytest.mark.xdist_group(group))

@@ -20,6 +20,8 @@ import pytest
 from mlcore import pipelines
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "music_skip"
+# on the worker that runs music_skip's nights (tests/conftest.py groups the others by name)
+pytestmark = pytest.mark.xdist_group("pipeline_runs-music_skip")
 
 
 @pytest.mark.parametrize("table", pipelines.get("music_skip").published_tables)
