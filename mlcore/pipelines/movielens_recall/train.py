@@ -166,20 +166,25 @@ def _seen(frame: pd.DataFrame) -> dict[int, np.ndarray]:
     return {int(users[s]): part for s, part in zip(starts, np.split(movies, cuts), strict=True)}
 
 
-def _lists(model, users: np.ndarray, k: int, seen: dict) -> pd.DataFrame:
-    """One row per user × listed movie: user_id, rank (1-based), movie_id, score."""
-    items, scores = model.recommend(users, k, exclude=seen)
+def _ranked(queries: np.ndarray, items, scores, query: str, item: str) -> pd.DataFrame:
+    """One row per query × listed item (query, rank from 1, item, score); the -1 / NaN padding
+    of a list the catalogue could not fill is dropped."""
     items, scores = np.asarray(items), np.asarray(scores, dtype=np.float64)
     rank = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
     frame = pd.DataFrame(
         {
-            "user_id": np.repeat(users, items.shape[1]),
+            query: np.repeat(queries, items.shape[1]),
             "rank": rank.ravel().astype(np.int32),
-            "movie_id": items.ravel().astype(np.int64),
+            item: items.ravel().astype(np.int64),
             "score": scores.ravel(),
         }
     )
-    return frame[(frame["movie_id"] >= 0) & np.isfinite(frame["score"])]
+    return frame[(frame[item] >= 0) & np.isfinite(frame["score"])]
+
+
+def _lists(model, users: np.ndarray, k: int, seen: dict) -> pd.DataFrame:
+    """One row per user × listed movie: user_id, rank, movie_id, score."""
+    return _ranked(users, *model.recommend(users, k, exclude=seen), "user_id", "movie_id")
 
 
 # ---- step 3: evaluation -----------------------------------------------------------------------
@@ -279,19 +284,8 @@ def _evaluation(
 
 # ---- step 4: tonight's lists ------------------------------------------------------------------
 def _similar(model, movies: np.ndarray, k: int) -> pd.DataFrame:
-    """One row per movie × similar movie, among ``movies`` only (those with enough ratings)."""
-    items, scores = model.similar(movies, k)
-    items, scores = np.asarray(items), np.asarray(scores, dtype=np.float64)
-    rank = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
-    frame = pd.DataFrame(
-        {
-            "movie_id": np.repeat(movies, items.shape[1]),
-            "rank": rank.ravel().astype(np.int32),
-            "similar_movie_id": items.ravel().astype(np.int64),
-            "score": scores.ravel(),
-        }
-    )
-    return frame[(frame["similar_movie_id"] >= 0) & np.isfinite(frame["score"])]
+    """One row per movie × similar movie: movie_id, rank, similar_movie_id, score."""
+    return _ranked(movies, *model.similar(movies, k), "movie_id", "similar_movie_id")
 
 
 def _score_tonight(run, serving: dict, users, seen_all, movies_ok, top_k) -> tuple[str, str, int]:
