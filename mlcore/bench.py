@@ -256,15 +256,24 @@ def _models_table(run: dict) -> list[str]:
     # the kind's first metric at whatever cut-off the run used, and up to two more of its own
     shown = [m for m in first if m.split("@")[0] in {n.split("@")[0] for n in names}][:3]
     shown += [m for m in first if m.startswith("ndcg@")][:1]
-    shown += [m for m in ("auc", "auc_unrated", "rmse", "roc_auc") if m in first and m not in shown]
-    lines = ["", f"{'model':<22}" + "".join(f"{m:>12}" for m in shown) + f"{'fit s':>10}"]
+    extra = ("auc", "auc_unrated", "rmse", "roc_auc", "mase", "smape", "coverage")
+    shown += [m for m in extra if m in first and m not in shown]
+    # A forecast pipeline times each model's backtest too (a local statistical model fits
+    # there, once per room and origin): shown when the run timed it.
+    timed = [("fit", "fit s")]
+    if any(f"backtest_{name}_seconds" in train["detail"] for name in train["models"]):
+        timed.append(("backtest", "backtest s"))
+    header = "".join(f"{m:>12}" for m in shown) + "".join(f"{t:>12}" for _, t in timed)
+    lines = ["", f"{'model':<22}" + header]
     for name, metrics in train["models"].items():
-        fit = train["detail"].get(f"fit_{name}_seconds")
         values = "".join(
             f"{metrics[m]:>12.4f}" if isinstance(metrics.get(m), float) else f"{'-':>12}"
             for m in shown
         )
-        lines.append(f"{name:<22}{values}" + (f"{fit:>10.1f}" if fit is not None else f"{'-':>10}"))
+        for phase, _ in timed:
+            took = train["detail"].get(f"{phase}_{name}_seconds")
+            values += f"{took:>12.1f}" if took is not None else f"{'-':>12}"
+        lines.append(f"{name:<22}{values}")
     return lines
 
 

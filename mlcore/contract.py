@@ -161,6 +161,9 @@ class Pipeline:
     servable: bool = False  # whether an online service can serve its models (binary today)
     sql_folder: str = ""  # default: the pipeline's name
     shard_rows: int = 200_000  # the most rows of one shard of a folder export
+    # Countries (ISO codes of the holidays library: "CN") whose holiday calendars its SQL
+    # reads from ref.calendar (mlcore.calendars), written before the SQL runs.
+    calendars: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name, "pipeline")

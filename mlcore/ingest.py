@@ -18,8 +18,10 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import fnmatch
 import gzip
 import logging
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -42,6 +44,11 @@ MAX_REJECTED_LINE_CHARS = 2000
 # a line over its 2 MB limit) are kept there, with their line in the file, instead of
 # aborting the whole file.
 _REJECTS = "store_rejects = true, rejects_table = '_read_rejects', rejects_scan = '_read_scans'"
+
+
+# The name the unnamed index column pandas writes is read under (then dropped).
+_PANDAS_INDEX = "_pandas_index"
+_PANDAS_INDEX_HEADERS = ("", "Unnamed: 0")
 
 
 # Values a declared type admits but no delivery means, rejected like a value that does not
@@ -210,7 +217,11 @@ def _read_jsonl(
     parsed: str,
     compression: str,
     encoding: str,
+    derive: dict[str, str] | None = None,
+    indexed: bool = False,
 ) -> None:
+    if derive:
+        raise IngestError(f"{path.name}: JSONL tables cannot be partitioned by folder")
     con.execute(
         f"create or replace temp table {parsed} as {_jsonl_select(spec)}",
         [str(path), compression, encoding],
@@ -226,18 +237,24 @@ def _read_csv(
     parsed: str,
     compression: str,
     encoding: str,
+    derive: dict[str, str] | None = None,
+    indexed: bool = False,
 ) -> None:
     """Read a CSV as text against the layout's column count, then cast column by column.
 
     Rows with the wrong field count are caught by DuckDB's reject store (with their line);
     type problems are found by try_cast, as for JSONL. Each declared column is the layout's
-    file column at its position, or its derivation over the file's columns (``derive``).
+    file column at its position, or its derivation over the file's columns (``derive``: the
+    layout's, and this file's own, such as its folder's value). ``indexed``: the file begins
+    with pandas's unnamed index column, read and skipped.
     """
     header_lines = 1 if layout.header else 0
     file_columns = layout.file_columns(spec.columns)
+    sources = layout.sources(spec.columns, derive)
+    if indexed:
+        file_columns = (_PANDAS_INDEX, *file_columns)
     cols = "{" + ", ".join(f"{_sql_text(c)}: 'varchar'" for c in file_columns) + "}"
     values, problems = [], []
-    sources = layout.sources(spec.columns)
     for col, typ in spec.columns.items():
         text = sources[col]
         value, problem = _checked(
@@ -249,7 +266,7 @@ def _read_csv(
         )
         values.append(f"{value} as {_quote(col)}")
         problems.append(problem)
-    text_cols = ", ".join(_quote(c) for c in file_columns)
+    text_cols = ", ".join(_quote(c) for c in file_columns if c != _PANDAS_INDEX)
     # One streaming pass, as for JSONL; the text of a row is kept only when it is rejected.
     con.execute(
         f"""
@@ -374,17 +391,19 @@ def _parse_file(
     path: Path,
     shown: str,
     parsed: str,
+    derive: dict[str, str] | None = None,
 ) -> None:
     """Parse one delivered file, in its ``layout``, into the temp table ``parsed`` (good rows
-    and rejected lines)."""
+    and rejected lines); ``derive``: declared columns this file's place gives (its folder)."""
     compression = _compression(path, shown)
     encoding = _encoding(path, layout, compression)
+    indexed = False
     if layout.format == "csv" and layout.header:
-        _check_csv_header(path, spec, layout, shown, compression, encoding)
+        indexed = _check_csv_header(path, spec, layout, shown, compression, encoding)
     reader = _read_jsonl if layout.format == "jsonl" else _read_csv
     con.execute("drop table if exists _read_rejects; drop table if exists _read_scans")
     try:
-        reader(con, path, spec, layout, parsed, compression, encoding)
+        reader(con, path, spec, layout, parsed, compression, encoding, derive, indexed)
     except duckdb.Error as e:
         raise IngestError(f"{shown}: cannot read the file: {_reader_error(e)}") from None
     if compression == "none" and not _ends_with_newline(path):
@@ -464,12 +483,14 @@ def _header_fields(line: str, layout: FileVariant) -> list[str]:
 
 def _check_csv_header(
     path: Path, spec: TableSpec, layout: FileVariant, shown: str, compression: str, encoding: str
-) -> None:
+) -> bool:
     """Refuse a CSV whose header is not the layout's columns, in order.
 
     Columns are read by position: a renamed header would load silently, a column more or
     less would put every row in ops.rejected_lines with a field count, and columns in
     another order would load into the wrong columns. The header says which, in one line.
+    Returns whether the file begins with pandas's unnamed index column (a layout with
+    ``pandas_index`` may have one: a header field that is empty or ``Unnamed: 0``).
     """
     opener = gzip.open if compression == "gzip" else open
     try:
@@ -477,13 +498,16 @@ def _check_csv_header(
             first = f.readline(1 << 20)  # a header, not a whole file without newlines
         header = _header_fields(first, layout)
     except (OSError, EOFError, zlib.error, csv.Error):
-        return  # the reader says what is wrong with the file
+        return False  # the reader says what is wrong with the file
     if not header:
-        return  # an empty file: nothing loads, and validation says so
+        return False  # an empty file: nothing loads, and validation says so
     header = [h.lstrip("\ufeff").strip() for h in header]
     declared = list(layout.file_columns(spec.columns))
+    indexed = layout.pandas_index and header[0] in _PANDAS_INDEX_HEADERS and len(header) > 1
+    if indexed:
+        header = header[1:]
     if header == declared:
-        return
+        return indexed
     missing = [c for c in declared if c not in header]
     extra = [h for h in header if h not in declared]
     if missing or extra:
@@ -512,23 +536,23 @@ def _replace_table(
     source: SourceSpec,
     spec: TableSpec,
     ds: dt.date,
-    key: str,
     parsed: str,
     now: dt.datetime,
 ) -> tuple[int, int]:
     """Inside the caller's transaction: make ``parsed`` the delivery ``ds`` of the raw table.
 
+    ``parsed`` holds every file of the table, each row with its lake key in ``_file``.
     Returns (rows loaded, lines rejected).
     """
     table = ident(source.raw_table(spec.name))
     cols = ", ".join(_quote(c) for c in spec.columns)
     good = f"""
-        select {cols}, ?::varchar as _source_file, line::bigint as _line,
+        select {cols}, _file::varchar as _source_file, line::bigint as _line,
                coalesce(_extra_keys, []::varchar[]) as _extra_keys,
                ?::timestamp as _ingested_at, ?::date as ds
         from {parsed} where _reason is null
     """
-    params = [key, now, ds]
+    params = [now, ds]
     if not table_exists(con, table):
         con.execute(f"create table {table} as {good} limit 0", params)
     if spec.kind == "snapshot":
@@ -544,10 +568,10 @@ def _replace_table(
     con.execute(
         f"""
         insert into ops.rejected_lines
-        select ?, ?, ?, ?, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
+        select ?, ?, ?, _file, line, _reason, left(raw, {MAX_REJECTED_LINE_CHARS}), ?
         from {parsed} where _reason is not null
         """,
-        [source.name, spec.name, ds, key, now],
+        [source.name, spec.name, ds, now],
     )
     rows, rejected = con.execute(
         "select count(*) filter (where _reason is null), "
@@ -556,46 +580,167 @@ def _replace_table(
     return rows, rejected
 
 
+@dataclass(frozen=True)
+class DeliveredFile:
+    """One file of a table in a delivery: its path under the delivery, its layout, and the
+    declared columns its place gives (a partition folder's value)."""
+
+    path: str  # relative to the delivery: "ratings.csv", "room=12/export.csv"
+    layout: FileVariant
+    derive: dict[str, str] = field(default_factory=dict)
+
+
+def _ambiguous(names: list[str]) -> str:
+    listed = " and ".join([", ".join(names[:-1]), names[-1]])
+    return "both " + listed if len(names) == 2 else listed
+
+
+def _matches(name: str, layout: FileVariant) -> bool:
+    """The file ``name`` is in ``layout`` (plain or gzipped); a layout's file may be a glob."""
+    return any(fnmatch.fnmatchcase(name, p) for p in (layout.file, f"{layout.file}.gz"))
+
+
+# A partition folder's value fills a column: plain text only, never SQL or a path (no "..").
+_PARTITION_VALUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _partitioned_files(
+    source: SourceSpec, spec: TableSpec, ds: dt.date, paths: list[str]
+) -> list[DeliveredFile]:
+    """The files of a partitioned table: ``<key>=<value>/<file>`` in any of its layouts.
+
+    One folder holds one layout, and a file plain or gzipped, not both (two readings of the
+    same data); a folder whose value is not plain text, or a file nested deeper in it, is
+    refused, naming it.
+    """
+    by_folder: dict[str, list[tuple[str, FileVariant]]] = {}
+    prefix = f"{spec.partition_key}="
+    for path in paths:
+        if not path.startswith(prefix):
+            continue
+        folder, _, name = path.partition("/")
+        value = folder[len(prefix) :]
+        if not _PARTITION_VALUE.fullmatch(value) or ".." in value:
+            raise IngestError(
+                f"{source.name}: delivery {ds}: folder {folder[:80]!r} is not "
+                f"{spec.partition_key}=<letters, digits, _ . ->"
+            )
+        base = name.rsplit("/", 1)[-1]
+        layout = next((lay for lay in spec.layouts if _matches(base, lay)), None)
+        if layout is None:
+            continue  # not a file of this table: logged with the other ignored files
+        if "/" in name:
+            # A data file one folder too deep would silently not load.
+            raise IngestError(
+                f"{source.name}: delivery {ds}: {path[:120]!r} is nested inside {folder}/: "
+                "files sit directly in their folder"
+            )
+        by_folder.setdefault(value, []).append((path, layout))
+    out = []
+    for value, found in sorted(by_folder.items()):
+        names = [p for p, _ in found]
+        if len({layout.file for _, layout in found}) > 1:
+            raise IngestError(
+                f"{source.name}: delivery {ds} holds {_ambiguous(names)} (layouts of table "
+                f"{spec.name}): deliver one"
+            )
+        doubled = sorted({p for p in names if p.endswith(".gz") and p[:-3] in names})
+        if doubled:
+            raise IngestError(
+                f"{source.name}: delivery {ds} holds both {doubled[0][:-3]} and {doubled[0]}: "
+                "deliver one"
+            )
+        derive = {spec.partition_column: _sql_text(value)}
+        out += [DeliveredFile(path, layout, derive) for path, layout in sorted(found)]
+    return out
+
+
 def _delivered_files(
     source: SourceSpec, ds: dt.date, prefix: str, keys: list[str], url
-) -> dict[str, tuple[str, FileVariant]]:
-    """{table: (file name in the delivery, its layout)}: each table's file, in one of its
-    layouts (``TableSpec.layouts``), plain or gzipped (``.gz``).
+) -> dict[str, list[DeliveredFile]]:
+    """{table: its files in the delivery}: one file in one of the table's layouts
+    (``TableSpec.layouts``), plain or gzipped (``.gz``); for a partitioned table, the files
+    of every ``<key>=<value>/`` folder.
 
     A missing file, or a table delivered twice (plain and gzipped, or in two layouts), is an
     IngestError, before anything loads; files no table reads are logged and left alone.
     """
-    present = {key.rsplit("/", 1)[-1] for key in keys}
+    paths = [key[len(prefix) :].lstrip("/") for key in keys]
+    present = {p for p in paths if "/" not in p}
     files, missing = {}, []
     for spec in source.tables:
-        found = [
+        if spec.partition_key:
+            found = _partitioned_files(source, spec, ds, paths)
+            if not found:
+                missing.append(f"{spec.partition_key}=<value>/{spec.file}")
+            else:
+                files[spec.name] = found
+            continue
+        matched = [
             (name, layout)
             for layout in spec.layouts
             for name in (layout.file, f"{layout.file}.gz")
             if name in present
         ]
-        if len(found) > 1:
-            names = [name for name, _ in found]
-            listed = " and ".join([", ".join(names[:-1]), names[-1]])
-            if len(names) == 2:
-                listed = "both " + listed
-            if len({layout.file for _, layout in found}) > 1:
+        if len(matched) > 1:
+            names = [name for name, _ in matched]
+            listed = _ambiguous(names)
+            if len({layout.file for _, layout in matched}) > 1:
                 listed += f" (layouts of table {spec.name})"
             raise IngestError(f"{source.name}: delivery {ds} holds {listed}: deliver one")
-        if not found:
+        if not matched:
             others = [layout.file for layout in spec.variants]
             missing.append(spec.file + (f" (or {', '.join(others)})" if others else ""))
         else:
-            files[spec.name] = found[0]
+            files[spec.name] = [DeliveredFile(*matched[0])]
     if missing:
         # Checked before anything loads, so a partial delivery changes nothing.
         raise IngestError(f"{source.name}: delivery {ds} has no {', '.join(missing)} (in {url})")
-    unexpected = sorted(present - {name for name, _ in files.values()})
+    read = {f.path for found in files.values() for f in found}
+    unexpected = sorted(set(paths) - read)
     if unexpected:
         log.warning(
-            "%s: delivery %s: ignored files no table reads: %s", source.name, ds, unexpected
+            "%s: delivery %s: ignored files no table reads: %s",
+            source.name,
+            ds,
+            unexpected[:20],
         )
     return files
+
+
+def _parse_table(
+    con: duckdb.DuckDBPyConnection,
+    source: SourceSpec,
+    spec: TableSpec,
+    ds: dt.date,
+    prefix: str,
+    local: Path,
+    found: list[DeliveredFile],
+    parsed: str,
+) -> None:
+    """Parse every file of one table into ``parsed``, each row with its lake key (``_file``)."""
+    part = f'"_parsed_{spec.name}_file"'
+    con.execute(f"drop table if exists {parsed}")
+    try:
+        for i, delivered in enumerate(found):
+            shown = f"{source.name}: {delivered.path} of delivery {ds}"
+            _parse_file(
+                con, spec, delivered.layout, local / delivered.path, shown, part, delivered.derive
+            )
+            key = f"{prefix}/{delivered.path}"
+            if i == 0:
+                con.execute(
+                    f"create temp table {parsed} as select *, ?::varchar as _file from {part}",
+                    [key],
+                )
+            else:
+                con.execute(
+                    f"insert into {parsed} by name select *, ?::varchar as _file from {part}", [key]
+                )
+            if len(found) > 20 and (i + 1) % 50 == 0:
+                log.info("%s.%s: parsed %d of %d files", source.name, spec.name, i + 1, len(found))
+    finally:
+        con.execute(f"drop table if exists {part}")
 
 
 def ingest_delivery(
@@ -620,18 +765,19 @@ def ingest_delivery(
             for spec in source.tables:
                 started = time.perf_counter()
                 parsed[spec.name] = f'"_parsed_{spec.name}"'
-                name, layout = files[spec.name]
-                shown = f"{source.name}: {name} of delivery {ds}"
-                _parse_file(con, spec, layout, Path(local) / name, shown, parsed[spec.name])
+                _parse_table(
+                    con, source, spec, ds, prefix, Path(local), files[spec.name], parsed[spec.name]
+                )
                 seconds[spec.name] = time.perf_counter() - started
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             with transaction(con):
                 for spec in source.tables:
                     started = time.perf_counter()
-                    key = f"{prefix}/{files[spec.name][0]}"
-                    rows, rejected = _replace_table(
-                        con, source, spec, ds, key, parsed[spec.name], now
-                    )
+                    found = files[spec.name]
+                    key = f"{prefix}/{found[0].path}"
+                    if len(found) > 1:
+                        key = f"{prefix}/{spec.partition_key}=*/ ({len(found)} files)"
+                    rows, rejected = _replace_table(con, source, spec, ds, parsed[spec.name], now)
                     took = seconds[spec.name] + time.perf_counter() - started
                     report.tables[spec.name] = TableLoad(spec.name, key, rows, rejected, took)
         finally:

@@ -71,6 +71,10 @@ class GateRule:
     baseline_tolerance: float = 0.0
     # Baselines matched within baseline_tolerance; the others must be beaten outright.
     tolerance_applies_to: list[str] | None = None
+    # When nothing beats the naive baseline, it serves (degraded, the reason says so) instead
+    # of failing the run: a seasonal naive forecast is a forecast ops can use; a constant
+    # probability or the most popular items would hide the failure, so the default is False.
+    naive_may_serve: bool = False
 
     def __post_init__(self) -> None:
         if self.naive is None and self.must_beat:

@@ -400,6 +400,18 @@ def seasonal_naive_scale(history: Sequence | np.ndarray, season: int) -> float:
     return float(np.mean(np.abs(y[season:] - y[:-season])))
 
 
+def _smape(actual: np.ndarray, forecast: np.ndarray) -> float:
+    """Symmetric MAPE in percent (0..200); rows with actual = forecast = 0 count as 0 error."""
+    denominator = np.abs(actual) + np.abs(forecast)
+    ratio = np.divide(
+        np.abs(actual - forecast),
+        denominator,
+        out=np.zeros_like(denominator),
+        where=denominator > 0,
+    )
+    return float(200.0 * np.mean(ratio))
+
+
 def forecast_metrics(
     actual: Sequence | np.ndarray,
     forecast: Sequence | np.ndarray,
@@ -412,17 +424,25 @@ def forecast_metrics(
     """Accuracy of point forecasts and of their prediction interval, over every row given.
 
     ``actual`` and ``forecast`` have one shape (rows, or rows × horizon). Returns ``mae``,
-    ``rmse``, ``r2`` (None when ``actual`` is constant: no variance to explain), ``mase`` (the
-    mean of ``|error| / scale``), ``mase_n`` (the rows it averaged), ``coverage`` (share of actual
-    values inside ``[lower, upper]``, bounds included), ``interval_width`` (mean
-    ``upper - lower``), ``nominal_coverage`` (the level the interval claims, to read coverage
-    against) and ``n``. The keys are the same every run; a number that cannot be computed is None.
+    ``rmse``, ``r2`` (None when ``actual`` is constant: no variance to explain), ``smape`` (see
+    below), ``mase`` (the mean of ``|error| / scale``), ``mase_n`` (the rows it averaged),
+    ``coverage`` (share of actual values inside ``[lower, upper]``, bounds included),
+    ``interval_width`` (mean ``upper - lower``), ``nominal_coverage`` (the level the interval
+    claims, to read coverage against) and ``n``. The keys are the same every run; a number that
+    cannot be computed is None.
 
     ``scale`` is each row's series' in-sample seasonal-naive MAE (``seasonal_naive_scale``), one
     value per row (or one for all). Scaling per series makes a busy room and a quiet one count
     alike. A row whose scale is 0 or not finite (a series flat over its history: no naive error
     to scale by) is left out of the MASE rather than dividing by zero; ``mase_n`` says how many
     rows remained, and ``mase`` is None when none did or when no scale is given.
+
+    ``smape`` is the symmetric MAPE in percent, from 0 to 200: the mean over rows of
+    ``200 · |actual - forecast| / (|actual| + |forecast|)``, where a row whose actual and
+    forecast are both 0 counts as 0 error (a room offline and forecast offline is a perfect
+    forecast, not a 0/0). A row with one side 0 and the other not costs the full 200, so on
+    series with many zeros (offline minutes) it punishes a forecast of 0.3 against an actual 0
+    as hard as one of 300: read it beside the MAE.
     """
     if not 0 < nominal < 1:
         raise ValueError(f"nominal must be in (0, 1), got {nominal}")
@@ -438,6 +458,7 @@ def forecast_metrics(
         "mase": None,
         "mase_n": 0,
         "r2": None if sst == 0 else float(1 - np.sum(err**2) / sst),
+        "smape": _smape(a, f),
         "coverage": None,
         "interval_width": None,
         "nominal_coverage": float(nominal),

@@ -167,3 +167,58 @@ def forecast_figure_png(
     n_all = frame[series].nunique()
     err_ax.set(title=f"mean absolute error over all {n_all} series", xlabel=time, ylabel="|error|")
     return _png(fig, plt, title)
+
+
+def series_forecast_png(
+    history: pd.DataFrame,
+    backtest: pd.DataFrame,
+    future: pd.DataFrame,
+    *,
+    title: str,
+    ylabel: str = "y",
+) -> bytes:
+    """One series: its recent actuals, the backtest (actual against forecast, with the
+    interval) and the forecast ahead with its interval, on one time axis.
+
+    ``history``: ``ts``, ``y``; ``backtest``: ``ts``, ``y``, ``yhat``, ``lower``, ``upper``;
+    ``future``: ``ts``, ``yhat``, ``lower``, ``upper``. Any of them may be empty.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    drawn = False
+    if len(history):
+        ax.plot(history["ts"], history["y"], color="grey", linewidth=0.8, label="actual")
+        drawn = True
+    if len(backtest):
+        ax.plot(
+            backtest["ts"], backtest["y"], color="black", linewidth=0.8, label="actual (backtest)"
+        )
+        ax.plot(
+            backtest["ts"],
+            backtest["yhat"],
+            color="tab:blue",
+            linewidth=0.9,
+            label="backtest forecast",
+        )
+        ax.fill_between(
+            backtest["ts"], backtest["lower"], backtest["upper"], color="tab:blue", alpha=0.2
+        )
+        drawn = True
+    if len(future):
+        ax.plot(future["ts"], future["yhat"], color="tab:orange", linewidth=1.1, label="forecast")
+        ax.fill_between(
+            future["ts"],
+            future["lower"],
+            future["upper"],
+            color="tab:orange",
+            alpha=0.25,
+            label="80% interval",
+        )
+        ax.axvline(future["ts"].min(), color="tab:orange", linestyle=":", linewidth=1)
+        drawn = True
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left", ncol=5)
+    else:
+        _note(ax, "no rows")
+    ax.set(ylabel=ylabel)
+    return _png(fig, plt, title)

@@ -196,6 +196,15 @@ def fallback(manifest: RunManifest) -> tuple[str, float] | None:
     return best
 
 
+def _naive_may_serve(manifest: RunManifest) -> bool:
+    """Whether the run's naive baseline may serve itself (``GateRule.naive_may_serve``): it
+    must be named and scored tonight."""
+    gate = manifest.gate
+    return bool(
+        gate.naive_may_serve and gate.naive and manifest.is_scored(gate.naive, manifest.version)
+    )
+
+
 # ---- the warehouse ----------------------------------------------------------------------------
 def _created_at(manifest: RunManifest) -> dt.datetime:
     """The run's own timestamp (naive UTC), so that re-gating writes identical rows."""
@@ -279,15 +288,24 @@ def gate_run(
     if unserved:
         why = "; ".join(f"{n}: {decisions[n]['reason']}" for n in unserved)
         best = fallback(manifest)
-        if best is None:
-            naive = manifest.gate.naive or "the naive baseline"
+        naive = manifest.gate.naive or "the naive baseline"
+        if best is None and not _naive_may_serve(manifest):
             raise GateFailed(f"{pipeline}: no model can serve: nothing beats {naive} ({why})")
-        name, value = best
-        degraded = (
-            f"no candidate passed the gate for {', '.join(unserved)} and no champion can serve "
-            f"({why}); serving {name} {manifest.gate.metric} {_fmt(value)}, the best model of "
-            f"the run that beats {manifest.gate.naive}"
-        )
+        if best is None:
+            name = naive
+            value = manifest.baselines[name].metrics.get(manifest.gate.metric)
+            degraded = (
+                f"no candidate passed the gate for {', '.join(unserved)} and no model of the "
+                f"run beats {naive} ({why}); serving {naive} {manifest.gate.metric} "
+                f"{_fmt(value) if value is not None else 'undefined'} itself"
+            )
+        else:
+            name, value = best
+            degraded = (
+                f"no candidate passed the gate for {', '.join(unserved)} and no champion can "
+                f"serve ({why}); serving {name} {manifest.gate.metric} {_fmt(value)}, the best "
+                f"model of the run that beats {manifest.gate.naive}"
+            )
         for slot in unserved:
             serving[slot] = ServingModel(slot, name, version, "degraded", degraded)
         # A champion that also fills another slot stays a champion; anything else is marked.

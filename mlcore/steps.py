@@ -129,6 +129,10 @@ def build_features(pipeline: str, ds: str, settings: Settings | None = None) -> 
     lake = open_lake(s)
     with _warehouse(s) as con:
         _check_staged(con, spec, day)
+        if spec.calendars:
+            from mlcore import calendars
+
+            calendars.refresh(con, spec.calendars, day.year + 1)
         steps = run_sql_dir(con, spec.sql, {"ds": day})
         exported = {}
         with tempfile.TemporaryDirectory(prefix="nightshift-features-") as tmp:

@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -234,6 +235,31 @@ def make_windows(
     x = views[:, :, :window].transpose(0, 2, 1).copy()
     y = views[:, 0, window:].copy()
     return x, y
+
+
+class Progress:
+    """Logs a long loop's progress every ~10% (only when it is ``every`` items or more long),
+    through ``logger`` (the caller's, so the line says whose loop it is)."""
+
+    def __init__(self, what: str, total: int, every: int, logger: logging.Logger = log):
+        self.what, self.total, self.done, self.shown = what, total, 0, 0
+        self.on = total >= every
+        self.log = logger
+        self.t0 = time.perf_counter()
+
+    def add(self, n: int = 1) -> None:
+        self.done += n
+        decile = self.done * 10 // max(self.total, 1)
+        if self.on and decile > self.shown:
+            self.shown = decile
+            self.log.info(
+                "%s: %d/%d (%d%%) in %.1fs",
+                self.what,
+                self.done,
+                self.total,
+                100 * self.done // self.total,
+                time.perf_counter() - self.t0,
+            )
 
 
 # ---- fitting ----------------------------------------------------------------------------------

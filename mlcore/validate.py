@@ -71,6 +71,10 @@ DELIVERY_PARAMETERS = {
         "epoch(($ds::date + 1)::timestamp)::bigint",
         "unix seconds at the end of the delivery day: the next midnight (UTC)",
     ),
+    "ds_end_time": (
+        "($ds::date + 1)::timestamp",
+        "the end of the delivery day as a timestamp: the next midnight",
+    ),
 }
 _REFERENCE = re.compile(r"^(raw\.[a-z_][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -246,7 +250,8 @@ def _references(
 def delivery_parameters(ds: dt.date) -> dict[str, Any]:
     """The values of DELIVERY_PARAMETERS for the delivery ``ds`` (what GX is given)."""
     start = (ds - dt.date(1970, 1, 1)).days * 86_400
-    return {"ds_start_epoch": start, "ds_end_epoch": start + 86_400}
+    end_time = dt.datetime.combine(ds + dt.timedelta(days=1), dt.time())
+    return {"ds_start_epoch": start, "ds_end_epoch": start + 86_400, "ds_end_time": end_time}
 
 
 def reference_query(rule: Rule, ds: dt.date) -> str:
@@ -258,6 +263,18 @@ def reference_query(rule: Rule, ds: dt.date) -> str:
         f"select * from {{batch}} where {col} is not null and {col} not in "
         f"(select {ref} from {ident(table)} where ds = DATE '{ds.isoformat()}' "
         f"and {ref} is not null)"
+    )
+
+
+def regex_query(column: str, regex: str) -> str:
+    """GX's query for a regex rule: the batch rows whose ``column`` the pattern does not match
+    (the pattern comes from a suite file of the repo, quoted as a SQL literal)."""
+    pattern = "'" + regex.replace("'", "''") + "'"
+    # GX formats the query's {batch}: a literal brace is doubled.
+    pattern = pattern.replace("{", "{{").replace("}", "}}")
+    col = qi(column)
+    return (
+        f"select * from {{batch}} where {col} is not null and not regexp_matches({col}, {pattern})"
     )
 
 
@@ -384,6 +401,10 @@ def rule_sql(rule: Rule, params: dict[str, Any]) -> RuleSql:
         "expect_column_values_to_be_between": lambda: _between(col, kw, params),
         "expect_column_value_lengths_to_equal": lambda: (
             f"length({qi(col)}) <> {_bind(params, kw['value'])}"
+        ),
+        # GX's SQL regex is a search (PostgreSQL's ~): anchor the pattern to match it whole.
+        "expect_column_values_to_match_regex": lambda: (
+            f"{qi(col)} is not null and not regexp_matches({qi(col)}, {_bind(params, kw['regex'])})"
         ),
     }
     if rule.type in simple:
@@ -582,6 +603,15 @@ def _for_gx(suite_json: dict[str, Any], ds: dt.date) -> dict[str, Any]:
         meta = exp.get("meta") or {}
         action = "rows quarantined" if meta.get("row_level") else "reported only"
         exp.setdefault("notes", f"**{meta.get('rule')}**: {meta.get('severity')}, {action}")
+        if exp["type"] == "expect_column_values_to_match_regex":
+            # GX 1.24 has no regex for the duckdb dialect ("Regex is not supported"): the
+            # same rule as the rows DuckDB's regexp_matches (a search, as GX's ~) refuses.
+            kwargs = exp.get("kwargs") or {}
+            exp["type"] = "unexpected_rows_expectation"
+            exp["kwargs"] = {
+                "unexpected_rows_query": regex_query(kwargs["column"], kwargs["regex"]),
+                "description": f"{kwargs['column']} matches {kwargs['regex']}",
+            }
         if meta.get("references") is not None:
             where = f"suite {suite['name']!r}, expectation {i}"
             kwargs = exp.get("kwargs") or {}

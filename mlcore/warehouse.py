@@ -19,7 +19,7 @@ import duckdb
 log = logging.getLogger(__name__)
 
 SQL_ROOT = Path(__file__).resolve().parent.parent / "sql"
-SCHEMAS = ("raw", "staging", "features", "marts", "ops", "quarantine")
+SCHEMAS = ("raw", "staging", "features", "marts", "ops", "quarantine", "ref")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from mlcore.training import TrainingError
+from mlcore.training import Progress, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -430,29 +430,6 @@ def _top_k_dense(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(cand, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
-class _Progress:
-    """Logs a long loop's progress every ~10% (only when it is long enough to matter)."""
-
-    def __init__(self, what: str, total: int, every: int = 20_000):
-        self.what, self.total, self.done, self.shown = what, total, 0, 0
-        self.on = total >= every
-        self.t0 = time.perf_counter()
-
-    def add(self, n: int) -> None:
-        self.done += n
-        decile = self.done * 10 // max(self.total, 1)
-        if self.on and decile > self.shown:
-            self.shown = decile
-            log.info(
-                "%s: %d/%d (%d%%) in %.1fs",
-                self.what,
-                self.done,
-                self.total,
-                100 * self.done // self.total,
-                time.perf_counter() - self.t0,
-            )
-
-
 class _Exclusions:
     """The movies to leave out of each queried user's list, in the model's item columns.
 
@@ -683,7 +660,9 @@ class Recommender:
         ids = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), np.nan)
         excluded = _Exclusions(exclude, users, self._item_index)
-        progress = _Progress(f"{self.name} recommend top-{k}: users", len(users))
+        progress = Progress(
+            f"{self.name} recommend top-{k}: users", len(users), every=20_000, logger=log
+        )
 
         def ranked(positions: np.ndarray) -> int:
             s = self._score_users(u[positions])
@@ -722,7 +701,9 @@ class Recommender:
         modelled = (i >= 0) & (i < self._n_similar)
         ids = np.full((len(movies), k), -1, dtype=np.int64)
         scores = np.full((len(movies), k), np.nan)
-        progress = _Progress(f"{self.name} similar top-{k}: movies", len(movies))
+        progress = Progress(
+            f"{self.name} similar top-{k}: movies", len(movies), every=20_000, logger=log
+        )
 
         def ranked(positions: np.ndarray) -> int:
             s = self._similar_scores(i[positions])
@@ -801,7 +782,7 @@ def _chunks(positions: np.ndarray, size: int) -> list[np.ndarray]:
     return [positions[start : start + size] for start in range(0, len(positions), size)]
 
 
-def _each_batch(score, batches: list, progress: _Progress, workers: int | None) -> None:
+def _each_batch(score, batches: list, progress: Progress, workers: int | None) -> None:
     """Run ``score`` on every batch; on ``workers`` threads (default: up to 2, one BLAS thread
     each) when there are several batches. Each batch writes its own rows of the output, so
     the result does not depend on the threads; numpy and BLAS release the GIL in the heavy

@@ -27,7 +27,7 @@ from typing import Any
 from mlcore.contract import check_name, load_ref, load_registered
 
 # The registered sources, one module each under mlcore/sources/. Adding a source: one line here.
-REGISTERED = ("pozytywka", "movielens")
+REGISTERED = ("pozytywka", "movielens", "douyin_live")
 
 LINEAGE_COLUMNS = ("_source_file", "_line", "_ingested_at", "ds")
 
@@ -51,6 +51,9 @@ class FileVariant:
     - ``columns``: the file's own columns, in order (default: the table's declared columns);
     - ``derive``: {declared column: SQL expression over the file's columns, all text}; a
       declared column not derived is read from the file column at its own position;
+    - ``pandas_index``: the file may begin with the unnamed row index pandas writes (a header
+      field that is empty or ``Unnamed: 0``); when the header has it, that column is skipped
+      (a file without it reads as usual);
     - ``doc``: which deliveries use the layout (``ml-1m, ml-10m``).
 
     Every declared column is then cast and checked as for any file (rejected lines, implausible
@@ -65,6 +68,7 @@ class FileVariant:
     encoding: str = "utf-8"
     columns: tuple[str, ...] = ()
     derive: dict[str, str] = field(default_factory=dict)
+    pandas_index: bool = False
     doc: str = ""
 
     def __post_init__(self):
@@ -75,28 +79,32 @@ class FileVariant:
         assert self.quote not in self.delimiter or not self.quote, f"{self.file}: quote"
         if self.format == "jsonl":
             assert not (self.columns or self.derive), f"{self.file}: JSONL keys are declared"
+        assert not self.pandas_index or self.header, f"{self.file}: an index needs a header"
         assert len(set(self.columns)) == len(self.columns), f"{self.file}: a column repeats"
 
     def file_columns(self, declared) -> tuple[str, ...]:
         """The file's columns, in order: ``columns``, or the ``declared`` ones."""
         return tuple(self.columns) or tuple(declared)
 
-    def sources(self, declared) -> dict[str, str]:
-        """{declared column: SQL text of its value}: its derivation, else its file column."""
+    def sources(self, declared, derive: dict[str, str] | None = None) -> dict[str, str]:
+        """{declared column: SQL text of its value}: its derivation (the layout's, or one given
+        for this file, such as a folder's value), else its file column."""
         file_columns = self.file_columns(declared)
+        derive = {**self.derive, **(derive or {})}
         out = {}
         for i, col in enumerate(declared):
-            if col in self.derive:
-                out[col] = f"({self.derive[col]})"
+            if col in derive:
+                out[col] = f"({derive[col]})"
             else:
                 out[col] = '"' + file_columns[i].replace('"', '""') + '"'
         return out
 
-    def check(self, declared) -> None:
-        """Fail loudly when the layout cannot give every ``declared`` column."""
+    def check(self, declared, given: tuple[str, ...] = ()) -> None:
+        """Fail loudly when the layout cannot give every ``declared`` column (``given``: those
+        filled from elsewhere, such as a delivery folder's name)."""
         unknown = sorted(set(self.derive) - set(declared))
         assert not unknown, f"{self.file}: derives undeclared columns {unknown}"
-        positional = [i for i, c in enumerate(declared) if c not in self.derive]
+        positional = [i for i, c in enumerate(declared) if c not in self.derive and c not in given]
         width = len(self.file_columns(declared))
         assert all(i < width for i in positional), (
             f"{self.file}: {width} columns cannot give declared column {max(positional) + 1}"
@@ -116,16 +124,33 @@ class TableSpec:
     # The default layout's own column names (its header), by position, when they are not the
     # declared names (MovieLens writes userId for the declared user_id).
     csv_columns: tuple[str, ...] = ()
+    # The default layout may begin with pandas's unnamed index column (FileVariant).
+    csv_pandas_index: bool = False
     # Other layouts the table may come in (the delivery holds one of them): FileVariant.
     variants: tuple[FileVariant, ...] = ()
+    # Partitioned deliveries: the table's files sit in Hive-style subfolders
+    # ``<partition_key>=<value>/`` of the delivery (``room=1234/``), any number of files in
+    # each whose names match ``file`` (a glob: ``*.csv``); the folder's value fills the
+    # declared varchar column ``partition_column``. Empty: one file at the delivery's top.
+    partition_key: str = ""
+    partition_column: str = ""
 
     def __post_init__(self):
         assert self.kind in ("snapshot", "event"), self.kind
         assert self.format in FORMATS, self.format
         files = [layout.file for layout in self.layouts]
         assert len(set(files)) == len(files), f"table {self.name}: a file name repeats: {files}"
+        assert bool(self.partition_key) == bool(self.partition_column), (
+            f"table {self.name}: partition_key and partition_column go together"
+        )
+        if self.partition_column:
+            check_name(self.partition_key, "partition key")
+            assert self.columns.get(self.partition_column) == "varchar", (
+                f"table {self.name}: partition column {self.partition_column} must be varchar"
+            )
+        given = (self.partition_column,) if self.partition_column else ()
         for layout in self.layouts:
-            layout.check(self.columns)
+            layout.check(self.columns, given)
 
     @property
     def layouts(self) -> tuple[FileVariant, ...]:
@@ -136,6 +161,7 @@ class TableSpec:
             header=self.csv_header,
             delimiter=self.csv_delimiter,
             columns=self.csv_columns if self.format == "csv" else (),
+            pandas_index=self.csv_pandas_index,
             doc="default",
         )
         return (default, *self.variants)

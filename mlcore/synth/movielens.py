@@ -38,11 +38,9 @@ takes a few minutes on two cores. The same arguments give byte-identical files.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import io
-import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +50,8 @@ from statistics import NormalDist
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+
+from mlcore.synth import replacing
 
 SOURCE = "movielens"
 FILES = ("ratings.csv", "movies.csv")
@@ -652,25 +652,13 @@ def _chunk(universe, rng, user, movie, ts, key) -> Chunk:
 # Writing
 
 
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path that replaces ``path`` on success and is removed on error."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-
-
 def _write_movies(path: Path, universe: Universe) -> int:
     """movies.csv as GroupLens writes it: quoted only where needed, UTF-8, ``\\n`` ends."""
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["movieId", "title", "genres"])
     writer.writerows(zip(universe.movie_id.tolist(), universe.title, universe.genres, strict=True))
-    with _replacing(path) as tmp:
+    with replacing(path) as tmp:
         tmp.write_bytes(buf.getvalue().encode("utf-8"))
     return universe.movies
 
@@ -684,7 +672,7 @@ def _write_ratings(path: Path, universe: Universe, chunks, end: int, defects: bo
     """ratings.csv, one chunk at a time; returns its lines (without the header)."""
     lines = 0
     options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
-    with _replacing(path) as tmp, open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(b"userId,movieId,rating,timestamp\n")
         for number, chunk in enumerate(chunks):
             columns = (chunk.user + 1, universe.movie_id[chunk.movie], chunk.star, chunk.ts)

@@ -27,11 +27,9 @@ Arrow string kernels: 30M events (users=100_000, days=90) take under a minute an
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
-import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -40,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from mlcore.synth import replacing
 
 SOURCE = "pozytywka"
 FILES = ("artists.jsonl", "tracks.jsonl", "users.jsonl", "sessions.jsonl", "track_storage.jsonl")
@@ -1077,7 +1077,7 @@ def _pick(rng: np.random.Generator, n: int, rate: float, at_least: int = 0) -> n
 
 def _write_json_lines(path: Path, records: Iterable[dict]) -> int:
     """Write records as JSON lines formatted like the real files (json.dumps defaults)."""
-    with _replacing(path) as tmp, open(tmp, "w", encoding="ascii") as f:
+    with replacing(path) as tmp, open(tmp, "w", encoding="ascii") as f:
         count = 0
         for record in records:
             f.write(json.dumps(record) + "\n")
@@ -1089,7 +1089,7 @@ def _write_sessions(path: Path, world: World, days: list[dt.date], *, defects: b
     """Simulate and write the sessions one day at a time, so memory holds one day only."""
     track_ids = pa.array([*world.tracks.id.tolist(), ""], type=pa.string())  # track -1 -> ""
     count = 0
-    with _replacing(path) as tmp, open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         for day in days:
             events = simulate_day(world, day)
             n = len(events.t_ms)
@@ -1102,18 +1102,6 @@ def _write_sessions(path: Path, world: World, days: list[dt.date], *, defects: b
                 f.write(_session_lines(chunk, day, track_ids, chunk_null))
             count += n
     return count
-
-
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path that replaces `path` on success and is removed on error."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 def _session_nulls(seed: int, day: dt.date, n: int) -> dict[str, np.ndarray]:

@@ -6,6 +6,8 @@ create schema if not exists features;
 create schema if not exists marts;
 create schema if not exists ops;
 create schema if not exists quarantine;
+-- reference data derived from maintained libraries (ref.calendar: mlcore/calendars.py)
+create schema if not exists ref;
 
 -- One row per line of a delivery that could not be loaded (grain: source × file × line).
 create table if not exists ops.rejected_lines (

@@ -260,6 +260,7 @@ def test_forecast_metrics_keys_are_stable_and_undefined_values_are_none():
         "mase",
         "mase_n",
         "r2",
+        "smape",
         "coverage",
         "interval_width",
         "nominal_coverage",
@@ -270,6 +271,16 @@ def test_forecast_metrics_keys_are_stable_and_undefined_values_are_none():
     assert forecast_metrics([1, 2], [1, 2], scale=0.0)["mase"] is None
     perfect = forecast_metrics([1, 2, 3], [1, 2, 3], scale=2.0)  # one scale for every row
     assert perfect["r2"] == 1.0 and perfect["mase"] == 0.0 and perfect["mase_n"] == 3
+
+
+def test_forecast_metrics_smape_hand_computed():
+    # rows: |e| / (|a| + |f|) = 2/6, 0 (both 0: no error), 1 (one side 0), 1/3
+    m = forecast_metrics([2, 0, 0, 10], [4, 0, 5, 5])
+    assert m["smape"] == pytest.approx(200 * (2 / 6 + 0 + 1 + 5 / 15) / 4)
+    assert forecast_metrics([0, 0], [0, 0])["smape"] == 0.0  # offline, forecast offline
+    assert forecast_metrics([0, 3], [7, 0])["smape"] == pytest.approx(200.0)  # the maximum
+    assert forecast_metrics([1, 2], [1, 2])["smape"] == 0.0
+    assert type(m["smape"]) is float
 
 
 def test_seasonal_naive_scale():

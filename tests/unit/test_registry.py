@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -595,3 +596,24 @@ def test_a_challenger_round_trips_and_cannot_share_a_name():
     data["challengers"]["gradient_boosting"] = data["challengers"]["gru_session"]
     with pytest.raises(ManifestError, match="'gradient_boosting' is in both baselines and chall"):
         RunManifest.from_dict(data)
+
+
+def test_a_naive_baseline_that_may_serve_serves_when_nothing_beats_it(con, lake):
+    """A forecast pipeline's seasonal naive is a forecast ops can use: with naive_may_serve
+    it serves (degraded, saying so) where another pipeline's gate would fail. It must still
+    have been scored tonight, and it never becomes a champion."""
+    manifest = make_manifest(V2, simple=0.49, advanced=0.5, gb=0.5)
+    manifest.gate = dataclasses.replace(manifest.gate, naive_may_serve=True)
+    manifest.scored.append(ScoredModel("always_played", V2))
+    lake.write_text(f"models/{PIPELINE}/{V2}/manifest.json", manifest.to_json())
+    result = registry.gate_run(con, lake, PIPELINE, V2, tolerance=TOL)
+    assert served(con, DS2) == {slot: ("always_played", V2, "degraded") for slot in SLOTS}
+    assert "no model of the run beats always_played" in result["degraded"]
+    assert "serving always_played roc_auc 0.500 itself" in result["degraded"]
+    assert champion_json(lake) == {}  # no champion: a degraded night promotes nothing
+
+    # Not scored tonight: it cannot serve, and the gate fails as before.
+    manifest.scored = [s for s in manifest.scored if s.model != "always_played"]
+    lake.write_text(f"models/{PIPELINE}/{V2}/manifest.json", manifest.to_json())
+    with pytest.raises(GateFailed, match="nothing beats always_played"):
+        registry.gate_run(con, lake, PIPELINE, V2, tolerance=TOL)
