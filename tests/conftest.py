@@ -21,6 +21,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Keep TensorFlow's start-up chatter out of test logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# livestream_forecast's LSTM budget on the tests' small nights (its defaults are sized for a
+# night of 200 rooms; here a few thousand windows teach the same code path in seconds).
+os.environ.setdefault("NIGHTSHIFT_LIVESTREAM_FORECAST_LSTM_MAX_WINDOWS", "3000")
+os.environ.setdefault("NIGHTSHIFT_LIVESTREAM_FORECAST_LSTM_EPOCHS", "2")
+os.environ.setdefault("NIGHTSHIFT_LIVESTREAM_FORECAST_SHORT_HORIZON_ROWS", "5000")
 
 
 def shared_data(*parts: str) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from mlcore.contract import Pipeline, load_registered
 
 # The registered pipelines. Adding a pipeline: one line here.
-REGISTERED = ("music_skip", "movielens_recall")
+REGISTERED = ("music_skip", "movielens_recall", "livestream_forecast")
 
 
 PIPELINES: dict[str, Pipeline] = load_registered(__name__, REGISTERED, "PIPELINE")
