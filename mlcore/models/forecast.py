@@ -671,6 +671,10 @@ class GradientBoostingForecaster(Forecaster):
             return self
         x, self.feature_names_ = self._features(grid, r, starts)
         n_val = int(len(r) * self.validation_share)
+        # A feature with no value in the training part (the weekly lag of rooms younger than a
+        # week) is dropped: scikit-learn's binning fails on a column of NaN only.
+        self.used_ = np.isfinite(x[: len(r) - n_val]).any(axis=0)
+        x = x[:, self.used_]
         model = HistGradientBoostingRegressor(
             loss=self.loss,
             learning_rate=self.learning_rate,
@@ -703,7 +707,7 @@ class GradientBoostingForecaster(Forecaster):
             "train_rows": len(r) - n_val,
             "validation_rows": n_val,
             "trees": int(model.n_iter_),
-            "features": len(self.feature_names_),
+            "features": int(self.used_.sum()),
             "seconds": round(seconds, 2),
         }
         return self
@@ -716,7 +720,8 @@ class GradientBoostingForecaster(Forecaster):
         out = np.empty(len(r))
         for lo in range(0, len(r), 262_144):  # bounds the feature matrix of a huge call
             x, _ = self._features(grid, r[lo : lo + 262_144], starts)
-            out[lo : lo + len(x)] = self.model_.predict(x)
+            used = getattr(self, "used_", None)
+            out[lo : lo + len(x)] = self.model_.predict(x if used is None else x[:, used])
         return _clean(np.where(out < ZERO_BELOW, 0.0, out) if self.loss == "poisson" else out)
 
 

@@ -82,10 +82,10 @@ SOURCE = SourceSpec(
     ),
     sample="mlcore.sources.douyin_live:stage_sample",
     sample_ds="2019-12-02",  # the one live day of the sample
-    # Sixteen days of two rooms, then one day: a week of training and a week of backtest
-    # (livestream_forecast's minimum) with a day to spare, small enough for seconds per step.
+    # Eight days of two rooms, then one day: the tests run livestream_forecast with a 3-day
+    # backtest after 3 days of training (tests/conftest.py), seconds per step.
     test_nights=(
-        {"rooms": 2, "days": 16, "defects": True},
+        {"rooms": 2, "days": 8, "defects": True},
         {"rooms": 2, "days": 1, "defects": True},
     ),
     demo_nights=(

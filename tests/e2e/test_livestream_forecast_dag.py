@@ -1,11 +1,11 @@
 """livestream_forecast end to end through Airflow (dag.test), as `nightshift run` runs it.
 
-Two synthetic rooms over sixteen days with the real export's defects: `nightshift run` runs
-the `ingest_douyin_live` DAG and then `livestream_forecast`; checks the mart (tomorrow, every
-room and minute, a band around each forecast), the served model's backtest (its scores
-recompute from it), the figures, and the real one-day sample refused in one line. Every step
-over two nights, kills and concurrency are held to the contract by tests/conformance and
-tests/faults.
+Two synthetic rooms over eight days with the real export's defects (a 3-day backtest in the
+tests: tests/conftest.py): `nightshift run` runs the `ingest_douyin_live` DAG and then
+`livestream_forecast`; checks the mart (tomorrow, every room and minute, a band around each
+forecast), the served model's backtest (its scores recompute from it), the figures, and the
+real one-day sample refused in one line. Every step over two nights, kills and concurrency are
+held to the contract by tests/conformance and tests/faults.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from conftest import shared_data
 
 from mlcore.metrics import forecast_metrics
+from mlcore.pipelines import get
 from mlcore.sources import get_source
 
 DS = dt.date(2024, 1, 31)
@@ -88,7 +89,8 @@ def test_the_served_backtest_reproduces_the_manifest_scores(night):
     backtest = pd.read_parquet(folder / "backtest.parquet")
     assert list(backtest.columns) == ["room_id", "ts", "y", "yhat", "yhat_p10", "yhat_p90"]
     assert not backtest.duplicated(["room_id", "ts"]).any()
-    assert backtest["ts"].dt.normalize().nunique() == 7  # the last seven days, up to ds
+    days = get("livestream_forecast").load_settings().backtest_days
+    assert backtest["ts"].dt.normalize().nunique() == days  # the last days, up to ds
     assert backtest["ts"].max() < pd.Timestamp(DS + dt.timedelta(days=1))
     again = forecast_metrics(
         backtest["y"], backtest["yhat"], lower=backtest["yhat_p10"], upper=backtest["yhat_p90"]
@@ -122,7 +124,11 @@ def test_the_real_one_day_sample_is_refused_in_one_line(tmp_path):
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "no room can be forecast for the day after 2019-12-02" in output
-    assert "room sample: 0 day(s) of history before the 7-day backtest, 7 needed" in output
+    settings = get("livestream_forecast").load_settings()
+    assert (
+        f"room sample: 0 day(s) of history before the {settings.backtest_days}-day backtest, "
+        f"{settings.min_train_days} needed"
+    ) in output
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         published = con.execute(
             "select count(*) from information_schema.tables where table_name = ?",

@@ -86,10 +86,15 @@ FAULTS = {
     latin1_byte: "one line rejected",
     empty: "fails validation",
 }
+# A partitioned table (douyin_live's room=<id>/*.csv) has no one file to break: each of its
+# files goes through the same reader as these; its own faults (a corrupt gzip among many
+# files, a file plain and gzipped, hostile folder names, CRLF) are in
+# tests/unit/test_ingest_partitions.py.
 CASES = [
     pytest.param(source, table.name, fault, id=f"{source}-{table.name}-{fault.__name__}")
     for source, spec in sorted(SOURCES.items())
     for table in spec.tables
+    if not table.partition_key
     for fault in FAULTS
 ]
 

@@ -242,7 +242,10 @@ def csv_rendition(table: TableSpec) -> TableSpec | None:
 
 def _cases():
     for source, spec in sorted(SOURCES.items()):
-        for registered in spec.tables:
+        # A partitioned table (douyin_live's room=<id>/*.csv) has no one file to break here:
+        # its files go through the same reader (these cases, on the other sources' CSVs), and
+        # its own faults are tests/unit/test_ingest_partitions.py and test_douyin_live_source.py.
+        for registered in (t for t in spec.tables if not t.partition_key):
             for table, shown in ((registered, ""), (csv_rendition(registered), ".csv")):
                 for fault in FAULTS if table else ():
                     if fault.target(table, RULES[source][table.name]) is not None:
@@ -704,6 +707,7 @@ def _ruled_out(rule: Rule, col: str) -> str | None:
 FEATURE_CASES = [
     pytest.param(source, pipeline, id=f"{source}-{pipeline}")
     for source in sorted(SOURCES)
+    if not any(t.partition_key for t in SOURCES[source].tables)  # no one file to break (above)
     for pipeline in _pipelines_reading(source)
 ]
 

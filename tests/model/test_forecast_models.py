@@ -282,6 +282,17 @@ def test_gradient_boosting_beats_the_weekly_naive_after_a_level_shift():
     assert model.fit_summary_["trees"] > 1 and "y_same_minute_mean" in model.feature_names_
 
 
+def test_gradient_boosting_trains_on_rooms_younger_than_a_week():
+    """Four days of history: the weekly lag has no value in any training row. scikit-learn's
+    binning fails on such a column, so the model drops it and forecasts from the rest."""
+    g = make_grid(2, 4, seed=1)
+    model = fc.GradientBoostingForecaster(DAY, **FAST_GBM).fit(g, rows_of(g, range(1, 3)))
+    used = dict(zip(model.feature_names_, model.used_, strict=True))
+    assert not used["y_lag_10080"] and used["y_lag_1440"]
+    forecast = model.predict(g, rows_of(g, [3]))
+    assert np.isfinite(forecast).all() and (forecast >= 0).all() and forecast.max() > 0
+
+
 def test_mstl_forecasts_a_daily_sine_better_than_the_mean():
     g = make_grid(1, 8, seed=3, always_live=True, noise=False, levels=(100.0,), weekend=1.0)
     test = rows_of(g, [7])

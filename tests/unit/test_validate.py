@@ -521,8 +521,8 @@ def test_a_row_level_rule_without_sql_is_refused():
         "name": "s",
         "expectations": [
             {
-                "type": "expect_column_values_to_match_regex",
-                "kwargs": {"column": "c", "regex": "x"},
+                "type": "expect_column_values_to_match_like_pattern",
+                "kwargs": {"column": "c", "like_pattern": "x%"},
                 "meta": {"rule": "r", "severity": "warning", "row_level": True},
             }
         ],

@@ -154,7 +154,11 @@ def test_the_sql_reads_the_delivery_date_from_ds(shop):
     # the day before: items of that delivery (c), times of that day
     counts = sql_counts(con, "raw.shop_orders", D - dt.timedelta(days=1), rules)
     assert counts["unexpected"] == {"placed_at outside the day": 0, "unknown item": 1}
-    assert delivery_parameters(D) == {"ds_start_epoch": START, "ds_end_epoch": END}
+    assert delivery_parameters(D) == {
+        "ds_start_epoch": START,
+        "ds_end_epoch": END,
+        "ds_end_time": dt.datetime.combine(D + dt.timedelta(days=1), dt.time()),
+    }
 
 
 @pytest.mark.parametrize(
