@@ -675,6 +675,10 @@ class GradientBoostingForecaster(Forecaster):
         # week) is dropped: scikit-learn's binning fails on a column of NaN only.
         self.used_ = np.isfinite(x[: len(r) - n_val]).any(axis=0)
         x = x[:, self.used_]
+        # A Poisson booster predicts exp(raw): a feature far outside what it was trained on
+        # (one room's record GMV) sent a forecast to millions on the 200-room bench. No
+        # forecast exceeds twice the largest count the model learned from.
+        self.cap_ = 2.0 * float(np.max(y)) if len(y) else np.inf
         model = HistGradientBoostingRegressor(
             loss=self.loss,
             learning_rate=self.learning_rate,
@@ -722,6 +726,7 @@ class GradientBoostingForecaster(Forecaster):
             x, _ = self._features(grid, r[lo : lo + 262_144], starts)
             used = getattr(self, "used_", None)
             out[lo : lo + len(x)] = self.model_.predict(x if used is None else x[:, used])
+        out = np.minimum(out, getattr(self, "cap_", np.inf))
         return _clean(np.where(out < ZERO_BELOW, 0.0, out) if self.loss == "poisson" else out)
 
 

@@ -293,6 +293,21 @@ def test_gradient_boosting_trains_on_rooms_younger_than_a_week():
     assert np.isfinite(forecast).all() and (forecast >= 0).all() and forecast.max() > 0
 
 
+def test_gradient_boosting_never_forecasts_past_twice_what_it_learned_from():
+    """A Poisson booster predicts exp(raw): on the 200-room bench a feature far outside its
+    training range sent forecasts to millions. They are capped at twice the largest target."""
+    g = make_grid(2, 9, seed=4)
+    train = rows_of(g, range(8))
+    model = fc.GradientBoostingForecaster(DAY, **FAST_GBM).fit(g, train)
+    wild = g.copy()
+    for column in ("natural_total", "online_users", "y_filled"):
+        wild[column] = wild[column] * 1e6
+    forecast = model.predict(wild, rows_of(g, [8]))
+    # (the cap is twice the largest target of the rows it sampled to learn from)
+    assert 0 < model.cap_ <= 2 * np.nanmax(g["y"].to_numpy()[train])
+    assert forecast.max() <= model.cap_
+
+
 def test_mstl_forecasts_a_daily_sine_better_than_the_mean():
     g = make_grid(1, 8, seed=3, always_live=True, noise=False, levels=(100.0,), weekend=1.0)
     test = rows_of(g, [7])
