@@ -11,7 +11,6 @@ tomorrow with its band), with an ``index.html`` that shows them all.
 from __future__ import annotations
 
 import html
-import io
 import logging
 
 import pandas as pd
@@ -21,6 +20,7 @@ from mlcore.contract import PublishContext
 from mlcore.lake import features_prefix, predictions_prefix, reports_prefix
 from mlcore.pipelines.livestream_forecast import LivestreamForecastSettings
 from mlcore.sqlrun import run_sql_dir
+from mlcore.training import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,8 @@ def publish(ctx: PublishContext) -> dict[str, str]:
             f"{PIPELINE}: {serving.model_name} {serving.version} has no forecast for the day "
             f"after {ctx.ds}: the trainer did not score the model the gate chose"
         )
-    buf = io.BytesIO()
-    backtest.to_parquet(buf, index=False)
-    ctx.lake.write_bytes(
-        f"{predictions_prefix(PIPELINE, ctx.ds)}/{SERVED_BACKTEST_FILE}", buf.getvalue()
+    write_parquet(
+        ctx.lake, f"{predictions_prefix(PIPELINE, ctx.ds)}/{SERVED_BACKTEST_FILE}", backtest
     )
     tomorrow = ctx.con.execute("select * from publish_livestream_forecast").df()
     index = _draw_rooms(ctx, serving, backtest, tomorrow, settings.plot_days)
