@@ -166,7 +166,10 @@ def _add_options(parser: argparse.ArgumentParser, options, *, flags_on: bool = F
         flag = "--" + o.name.replace("_", "-")
         if o.type is bool and flags_on:
             parser.add_argument(
-                "--no-" + o.name.replace("_", "-"), dest=o.name, action="store_false", help=o.help
+                "--no-" + o.name.replace("_", "-"),
+                dest=o.name,
+                action="store_false",
+                help=f"turn off: {o.help} (on by default)",
             )
         elif o.type is bool:
             parser.add_argument(flag, dest=o.name, action="store_true", help=o.help)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import tempfile
 import time
@@ -65,6 +66,17 @@ def set_seeds(seed: int) -> None:
         import torch
 
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def cpu_count(limit: int = 4) -> int:
+    """The cores this process may use (its CPU affinity, which a container's cpuset limits;
+    ``os.cpu_count()`` would count the host's), at most ``limit``: a model's process pool
+    stays within what a shared worker should take."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, limit))
 
 
 def data_fingerprint(items: Iterable[str | Path | bytes]) -> str:

@@ -360,3 +360,61 @@ def test_make_forecaster_names():
         assert fc.make_forecaster(name, lead).name == name
     with pytest.raises(ValueError, match="unknown forecaster"):
         fc.make_forecaster("prophet", DAY)
+
+
+def test_same_minute_medians_by_hand():
+    """One value a day per room (day 2 of room a a spike of 100): the median of the same
+    minute over the last 7/14/28 days a lead may read, NaN-aware, never across rooms."""
+    days = 5
+    day = np.repeat(np.arange(days), DAY).astype(np.float64)
+    a = np.where(day == 2, 100.0, day)
+    y = np.concatenate([a, 1000 + day])  # room b's values are never room a's medians
+    starts = np.repeat([0, days * DAY], days * DAY)
+    t = np.array([4 * DAY + 7, 0 + 5, days * DAY + DAY + 3])  # a's day 4, a's day 0, b's day 1
+    got = fc.same_minute_medians(y, t, DAY, starts)
+    np.testing.assert_array_equal(got[0], [2.0, 2.0, 2.0])  # median(3, 100, 1, 0)
+    assert np.isnan(got[1]).all()  # no earlier day
+    np.testing.assert_array_equal(got[2], [1000.0] * 3)
+    np.testing.assert_array_equal(fc.same_minute_medians(y, t[:1], 10, starts)[0], [2.0] * 3)
+    # a lead over a day skips the days it may not read: days 2, 1, 0
+    np.testing.assert_array_equal(
+        fc.same_minute_medians(y, t[:1], DAY + 1, starts, days=(2, 7)), [[50.5, 1.0]]
+    )
+
+
+def test_a_champion_fitted_before_the_medians_still_forecasts(grid, tomorrow, monkeypatch):
+    """Last night's champion was pickled with the features of its day: a gradient boosting
+    model picks its features by name, an LSTM without ``profile_days`` reads no medians."""
+    train = rows_of(grid, range(10))
+    with monkeypatch.context() as m:
+        m.setattr(fc, "PROFILE", ())
+        m.setattr(fc, "same_minute_medians", lambda y, rows, *a, **k: np.empty((0, len(rows))).T)
+        old = fc.GradientBoostingForecaster(DAY, **FAST_GBM).fit(grid, train)
+        then = old.predict(grid, tomorrow)
+    assert not set(fc.PROFILE) & set(old.feature_names_)
+    np.testing.assert_array_equal(old.predict(grid, tomorrow), then)
+    old.feature_names_ = [*old.feature_names_[:-1], "a_feature_no_longer_made"]
+    with pytest.raises(fc.TrainingError, match="a_feature_no_longer_made"):
+        old.predict(grid, tomorrow)
+
+    lstm = fc.LSTMForecaster(DAY, multivariate=True, profile_days=(), **TINY_LSTM)
+    lstm.fit(grid, train)
+    del lstm.profile_days  # as unpickled from before the attribute existed
+    assert len(lstm.channels) == 1 + len(EXOG) + len(fc.CALENDAR)
+    assert np.isfinite(lstm.predict(grid, tomorrow)).all()
+
+
+def test_mstl_in_a_process_pool_forecasts_as_in_process(monkeypatch):
+    g = make_grid(2, 4, seed=5)
+    test = rows_of(g, [3, 4], known=False)
+    alone = fc.MSTLForecaster(history_days=3).predict(g, test)
+    monkeypatch.setattr(fc, "POOL_MIN_ROOM_DAYS", 1)
+    pooled = fc.MSTLForecaster(history_days=3, n_jobs=2).predict(g, test)
+    np.testing.assert_allclose(pooled, alone, rtol=1e-9)
+    assert alone.max() > 0
+
+
+def test_lstm_losses():
+    assert fc.LSTMForecaster(DAY).loss == "median"
+    with pytest.raises(ValueError, match="loss must be one of median, mse"):
+        fc.LSTMForecaster(DAY, loss="mae")

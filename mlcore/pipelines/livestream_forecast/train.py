@@ -99,6 +99,9 @@ class TrainParams:
     window: int = 100  # the study's window of minutes
     lstm_units: int = 32
     lstm_batch_size: int = 512
+    # The median of log1p(y) (pinball 0.5), which the MAE rewards: 0.75× the daily naive's
+    # next-day MAE on 40 synthetic rooms, against 0.78-0.80× for the study's MSE.
+    lstm_loss: str = "median"
     # Poisson: an absolute-error booster starts from the median minute, 0 (most minutes are
     # off air), and never leaves it (next-day MAE 22.9 against 3.5 for Poisson, 7.4 naive).
     gbm_loss: str = "poisson"
@@ -162,6 +165,7 @@ def _models(
         "units": params.lstm_units,
         "epochs": settings.lstm_epochs,
         "batch_size": params.lstm_batch_size,
+        "loss": params.lstm_loss,
         "max_windows": settings.lstm_max_windows,
         "seed": seed,
     }
@@ -175,7 +179,9 @@ def _models(
         "lstm_multivariate": fc.LSTMForecaster(lead, params.window, True, **lstm),
     }
     if lead == DAY:  # a local statistical model refits per origin: next day only
-        models["mstl"] = fc.MSTLForecaster(DAY, history_days=params.mstl_history_days)
+        models["mstl"] = fc.MSTLForecaster(
+            DAY, history_days=params.mstl_history_days, n_jobs=training.cpu_count()
+        )
     return models
 
 
