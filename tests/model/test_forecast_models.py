@@ -418,3 +418,13 @@ def test_lstm_losses():
     assert fc.LSTMForecaster(DAY).loss == "median"
     with pytest.raises(ValueError, match="loss must be one of median, mse"):
         fc.LSTMForecaster(DAY, loss="mae")
+
+
+def test_room_starts_are_computed_once_per_grid():
+    g = small_grid()
+    starts = fc.room_starts(g)
+    assert fc.room_starts(g) is starts  # kept: every fit and predict of a night asks
+    other = g.iloc[6:].reset_index(drop=True)  # room b alone: its own starts
+    np.testing.assert_array_equal(fc.room_starts(other), [0] * 6)
+    shorter = small_grid().iloc[:-1]
+    np.testing.assert_array_equal(fc.room_starts(shorter), [0] * 6 + [6] * 5)
